@@ -1,0 +1,1 @@
+"""pytest plugin entry point (pytest11). At import time: pytest and the standard library only."""

@@ -1,0 +1,1 @@
+"""Recipe catalog: one Markdown file per problem. Shipped as `cvdoctor.recipes` (package data)."""
