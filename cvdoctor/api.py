@@ -23,3 +23,45 @@ def check_env(*, select: Iterable[str] | None = None, ignore: Iterable[str] | No
                           progress=progress)
     finally:
         ctx.close()
+
+
+def check_model(model, batch=None, *, loss_fn=None, optimizer=None, num_classes=None,
+                select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+                budget: float | None = None, device=None, training_step=None,
+                optimizer_factory=None, input_shape=None, name: str | None = None,
+                progress: Callable[[str], None] | None = None) -> Report:
+    """Run the model checks on `model` with one `batch` = (inputs, targets).
+
+    Nothing passed in is modified: every pass and every training step runs on copies, and the
+    global RNG states are restored. Without a batch, one is synthesized from `input_shape`
+    (C, H, W) and `num_classes`: normalized random images and balanced labels.
+    """
+    from cvdoctor.model.context import ModelSpec
+    from cvdoctor.model.synth import synthesize_batch
+
+    source = "given"
+    if batch is None:
+        if input_shape is None:
+            raise ValueError("check_model needs a batch (inputs, targets) or input_shape=(C, H, W)")
+        batch = synthesize_batch(input_shape, num_classes or 10)
+        source = "synthesized"
+    inputs, targets = batch
+    spec = ModelSpec(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn,
+                     training_step=training_step, optimizer=optimizer,
+                     optimizer_factory=optimizer_factory, num_classes=num_classes,
+                     input_shape=tuple(input_shape) if input_shape else None,
+                     name=name or type(model).__name__, batch_source=source,
+                     loss_source="training_step" if training_step else
+                     ("given" if loss_fn is not None else "default"))
+    return run_model_spec(spec, select=select, ignore=ignore, budget=budget, device=device,
+                          progress=progress)
+
+
+def run_model_spec(spec, *, select=None, ignore=None, budget=None, device=None, progress=None,
+                   target=None) -> Report:
+    from cvdoctor import runner
+    from cvdoctor.model.context import ModelContext
+
+    ctx = ModelContext(spec, device=device, budget_s=budget, progress=progress)
+    return runner.run("model", ctx, select=select, ignore=ignore,
+                      target=target if target is not None else spec.name, progress=progress)
