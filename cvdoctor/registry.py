@@ -49,24 +49,24 @@ def unregister(check_id: str) -> None:
     _REGISTRY.pop(check_id, None)
 
 
-_loaded = False
+def load_builtin_checks(command: str | None = None) -> None:
+    """Import the modules of ``cvdoctor.checks`` so their decorators run.
 
-
-def load_builtin_checks() -> None:
-    """Import every module of ``cvdoctor.checks`` once so their decorators run."""
-    global _loaded
-    if _loaded:
-        return
+    Modules are named after their command (``env_shm.py``, ``model_gradients.py``) and only that
+    command's modules are imported: ``cvdoctor env`` must not pay for the model checks' torch
+    import in the main process.
+    """
     import cvdoctor.checks as pkg
 
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
+        if mod.name.startswith("_"):
+            continue
+        if command is None or mod.name.startswith(f"{command}_"):
             importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    _loaded = True
 
 
 def all_checks(command: str | None = None) -> list[CheckSpec]:
-    load_builtin_checks()
+    load_builtin_checks(command)
     specs = sorted(_REGISTRY.values(), key=lambda s: s.id)
     return [s for s in specs if command is None or s.command == command]
 

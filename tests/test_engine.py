@@ -175,3 +175,15 @@ def test_crash_exit_code(monkeypatch):
     assert result.exit_code == exitcodes.CRASHED
     assert "cvdoctor crashed" in result.stderr and "internal bug" in result.stderr
     assert result.stdout == ""
+
+
+def test_env_run_does_not_import_torch_in_the_main_process():
+    """Speed: all torch work for `cvdoctor env` happens in probe subprocesses."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cvdoctor.registry import all_checks\nall_checks('env')\n"
+            "assert 'torch' not in sys.modules, 'loading env checks imported torch'\n"
+            "sys.stderr.write('NO_TORCH_OK')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "NO_TORCH_OK" in proc.stderr, proc.stderr
