@@ -157,7 +157,7 @@ def check_driver(torch_cuda: str | None, driver_version: str | None) -> DriverVe
         return DriverVerdict(None, torch_cuda, driver_version, minimum,
                              "driver version unknown")
     ok = drv_v >= need
-    word = "supports" if ok else "is older than"
+    word = "meets" if ok else "is older than"
     return DriverVerdict(ok, torch_cuda, driver_version, minimum,
                          f"driver {driver_version} {word} the R{need[0]} minimum "
                          f"({minimum}) for CUDA {cuda_v[0]}.x")
@@ -170,3 +170,54 @@ def ptx_jit_possible(torch_cuda: str | None, driver_cuda: str | None) -> bool | 
     if t is None or d is None:
         return None
     return d[:2] >= t[:2]
+
+
+# PyTorch's CUDA wheel indexes, newest first: (CUDA version of the wheel, tag).
+WHEEL_INDEXES: list[tuple[tuple[int, int], str]] = [
+    ((13, 0), "cu130"), ((12, 8), "cu128"), ((12, 6), "cu126"), ((11, 8), "cu118"),
+]
+WHEEL_INDEX_URL = "https://download.pytorch.org/whl/{tag}"
+NGC_IMAGE = "nvcr.io/nvidia/pytorch:25.11-py3"
+NGC_RUN = f"docker run --gpus all --ipc=host -it --rm {NGC_IMAGE}"
+JETSON_WHEEL = ("pip install the torch wheel NVIDIA builds for your JetPack release "
+                "(docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform)")
+
+
+def pick_wheel_index(driver_cuda: str | None,
+                     capabilities: list[tuple[int, int]] | None = None) -> str:
+    """The PyTorch CUDA wheel tag for this driver and these GPUs: the newest index whose CUDA
+    major the driver supports, but at least cu128 for Blackwell (10.x/12.x) and below cu130 for GPUs older than
+    7.5 (CUDA 13 dropped Maxwell, Pascal and Volta)."""
+    d = parse_version(driver_cuda)
+    caps = [tuple(c) for c in (capabilities or [])]
+    # Minor-version compatibility: any 12.x wheel runs on a driver that supports 12.0 or later.
+    candidates = [tag for need, tag in WHEEL_INDEXES if d is None or d[0] >= need[0]]
+    if d is None:
+        candidates = [tag for _, tag in WHEEL_INDEXES if tag != "cu130"]
+    if any(c < (7, 5) for c in caps):
+        candidates = [t for t in candidates if t != "cu130"]
+    if any(c >= (10, 0) for c in caps):
+        candidates = [t for t in candidates if t in ("cu130", "cu128")]
+    return candidates[0] if candidates else "cu128"
+
+
+def torch_install_command(platform: dict, driver_cuda: str | None = None,
+                          capabilities: list[tuple[int, int]] | None = None) -> str:
+    """One line that installs a torch able to use the GPU on this kind of machine."""
+    if platform.get("jetson"):
+        return JETSON_WHEEL
+    if str(platform.get("machine") or "").lower() in ("aarch64", "arm64") \
+            and str(platform.get("system") or "Linux") == "Linux":
+        return f"use NVIDIA's NGC PyTorch container: {NGC_RUN}"
+    tag = pick_wheel_index(driver_cuda, capabilities)
+    return f"pip install --force-reinstall torch torchvision --index-url {WHEEL_INDEX_URL.format(tag=tag)}"
+
+
+def cudnn_version_str(value: int | None) -> str | None:
+    """torch.backends.cudnn.version() -> text: 91002 -> "9.10.2", 8907 -> "8.9.7"."""
+    if not value:
+        return None
+    v = int(value)
+    if v >= 90000:
+        return f"{v // 10000}.{v % 10000 // 100}.{v % 100}"
+    return f"{v // 1000}.{v % 1000 // 100}.{v % 100}"
