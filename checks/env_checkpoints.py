@@ -1,0 +1,248 @@
+"""env.checkpoints: are the checkpoints lying around what their names promise, whole, and safe?
+
+Reads the ``checkpoints`` facts (cvdoctor/facts/checkpoints.py) and gives every file one verdict.
+One finding sums them up: the worst file in the message, every file in the evidence.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cvdoctor.finding import FAIL, PASS, WARN, Finding, failed, passed, warned
+from cvdoctor.registry import register
+
+TITLE = "Checkpoints"
+TRUNCATED = "checkpoint-truncated"
+NOT_A_CHECKPOINT = "checkpoint-not-a-checkpoint"
+HASH_MISMATCH = "checkpoint-hash-mismatch"
+UNSAFE = "checkpoint-unsafe-pickle"
+LOAD_FAILED = "checkpoint-load-failed"
+# Which problem to name first when several files have one (same status).
+_RANK = {UNSAFE: 0, TRUNCATED: 1, NOT_A_CHECKPOINT: 2, HASH_MISMATCH: 3, LOAD_FAILED: 4, None: 5}
+_STATUS_RANK = {FAIL: 0, WARN: 1, PASS: 2}
+
+_TRUNCATION_TEXT = ("failed finding central directory", "unexpected eof", "ran out of input",
+                    "eoferror", "file might be corrupted", "truncated")
+
+
+def _mib(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n < 1024 ** 2:
+        return f"{n:,} bytes"
+    return f"{n / 1024 ** 2:,.1f} MiB" if n < 1024 ** 3 else f"{n / 1024 ** 3:,.2f} GiB"
+
+
+def _redownload(rec: dict[str, Any]) -> str:
+    """The one-line way to get a good copy back, as specific as the file name allows."""
+    known = rec.get("known") or {}
+    path = rec["path"]
+    if known.get("family") == "sam":
+        return f"re-download it: wget -O {path} {known['url']}"
+    if known.get("family") == "yolov8":
+        return f"delete {path}; YOLO('{rec['name']}') downloads it again"
+    if known.get("family") == "torch_hub" and known.get("in_hub_cache"):
+        return f"delete {path}; torch.hub downloads it again (with check_hash) on next use"
+    return f"delete {path} and download or re-save it from its source"
+
+
+def _size_verdict(rec: dict[str, Any]) -> tuple[str, str | None, str] | None:
+    known = rec.get("known") or {}
+    size = rec.get("size")
+    if known.get("expected_size") and size != known["expected_size"]:
+        label = f"SAM {known['variant']}" if known.get("family") == "sam" else rec["name"]
+        return (FAIL, HASH_MISMATCH,
+                f"is {size:,} bytes, the official {label} file is {known['expected_size']:,}")
+    if known.get("size_range") and not (known["size_range"][0] <= size <= known["size_range"][1]):
+        lo, hi = known["size_range"]
+        return (WARN, HASH_MISMATCH,
+                f"is {_mib(size)}, outside the approximate {_mib(lo)}-{_mib(hi)} of the official "
+                f"YOLOv8{known['variant']} release (fine if you trained and saved it yourself)")
+    return None
+
+
+def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
+    """(status, recipe, what is wrong or right, fix) for one file record."""
+    kind = rec.get("kind")
+    name = rec["name"]
+    pick = rec.get("pickle") or {}
+    redo = _redownload(rec)
+
+    if pick.get("denied"):
+        refs = ", ".join(pick["denied"][:3])
+        return (FAIL, UNSAFE, f"has a pickle that calls {refs}: code that would run on load (never loaded here)",
+                f"delete {rec['path']}; never torch.load it with weights_only=False")
+    if kind == "missing":
+        return FAIL, NOT_A_CHECKPOINT, f"is a dangling link ({rec.get('error', '')})", redo
+    if kind == "unreadable":
+        return WARN, LOAD_FAILED, f"cannot be read: {rec.get('error', '')}", \
+            f"fix the permissions of {rec['path']}"
+    if kind == "empty":
+        return FAIL, NOT_A_CHECKPOINT, "is empty (0 bytes): the download never wrote data", redo
+    if kind == "lfs-pointer":
+        real = (rec.get("lfs") or {}).get("size")
+        size_note = f" for a {_mib(real)} file" if real else ""
+        return (FAIL, NOT_A_CHECKPOINT,
+                f"is a {rec['size']}-byte Git LFS pointer{size_note}, not the weights",
+                f"git lfs install && git lfs pull --include='{name}' (in the repository it came from)")
+    if kind in ("html", "xml", "text"):
+        what = {"html": "an HTML page", "xml": "an XML error document", "text": "a text file"}[kind]
+        return (FAIL, NOT_A_CHECKPOINT,
+                f"is {what} ({rec['size']:,} bytes), saved where the weights should be: "
+                f"a failed or redirected download", redo)
+    if kind == "unknown":
+        return (FAIL, NOT_A_CHECKPOINT,
+                f"starts with bytes {rec.get('first_bytes', '')[:16]}: not zip, pickle or "
+                "safetensors, so torch.load cannot read it", redo)
+
+    structural = None
+    if kind == "zip":
+        z = rec.get("zip") or {}
+        if not z.get("complete"):
+            structural = z.get("problem", "incomplete zip")
+        elif z.get("format") == "plain-zip":
+            where = (", files not in a subdirectory: " + ", ".join(z["not_in_subdirectory"][:3])
+                     if z.get("not_in_subdirectory") else "")
+            return (FAIL, NOT_A_CHECKPOINT,
+                    f"is a zip archive without a torch data.pkl{where} (re-zipped or not a "
+                    "torch.save file)", redo)
+    elif kind == "safetensors":
+        st = rec.get("safetensors") or {}
+        if st.get("malformed"):
+            return FAIL, NOT_A_CHECKPOINT, f"has a broken safetensors header: {st['problem']}", redo
+        if not st.get("complete"):
+            structural = st.get("problem", "incomplete safetensors file")
+    if structural is None and pick.get("problem"):
+        structural = pick["problem"]
+    if structural is not None:
+        expected = (rec.get("known") or {}).get("expected_size")
+        of = f" ({rec['size']:,} of {expected:,} bytes)" if expected else f" ({_mib(rec['size'])})"
+        return FAIL, TRUNCATED, f"is truncated{of}: {structural}", redo
+
+    size = _size_verdict(rec)
+    if size and size[0] == FAIL:
+        return size[0], size[1], size[2], redo
+    h = rec.get("hash") or {}
+    prefix = (rec.get("known") or {}).get("hash_prefix")
+    if h.get("hexdigest") and prefix and not h["hexdigest"].startswith(prefix):
+        return (FAIL, HASH_MISMATCH,
+                f"has {h['algo'].upper().replace('SHA256', 'SHA-256')} {h['hexdigest'][:len(prefix)]}..., "
+                f"the name promises {prefix}...: different or corrupted content", redo)
+    if pick.get("foreign"):
+        refs = ", ".join(pick["foreign"][:3])
+        return (WARN, UNSAFE,
+                f"pickles objects whose code lives outside the libraries cvdoctor knows ({refs}); not "
+                "loaded. Fine if you saved it yourself, a risk if it came from elsewhere",
+                "load it only if you trust its source; otherwise ask for a state_dict or "
+                "safetensors copy")
+    if pick.get("library"):
+        if any(g.startswith("ultralytics.") for g in pick["library"]):
+            return (PASS, None, "is an ultralytics model pickle (YOLO() loads it with "
+                    "weights_only=False by design; not loaded here)", "")
+        refs = ", ".join(pick["library"][:3])
+        return (WARN, LOAD_FAILED,
+                f"pickles whole Python objects ({refs}); torch.load(weights_only=True), the "
+                "default since torch 2.6, refuses them (not loaded here)",
+                "save and load a state_dict instead; if you trust the file, "
+                "torch.serialization.add_safe_globals([...]) those classes")
+    if size:
+        return size[0], size[1], size[2], redo
+
+    load = rec.get("load") or {}
+    status = load.get("status")
+    if status == "error":
+        text = f"{load.get('error_type', '')}: {load.get('error', '')}"
+        low = text.lower()
+        first = next((ln.strip() for ln in load.get("error", "").splitlines() if ln.strip()), "")
+        if "unsupported global" in low:
+            m = re.search(r"unsupported global: global ([\w.]+)", text, re.I)
+            glob = m.group(1).rstrip(".") if m else "the listed class"
+            return (WARN, LOAD_FAILED,
+                    f"is refused by torch.load(weights_only=True): unsupported global {glob}",
+                    f"if you trust it: torch.serialization.add_safe_globals([{glob}]) before "
+                    "torch.load, or re-save the tensors as a plain state_dict")
+        if any(t in low for t in _TRUNCATION_TEXT):
+            return FAIL, TRUNCATED, f"is corrupted or truncated: torch.load raises {first[:160]}", redo
+        return (FAIL, LOAD_FAILED,
+                f"cannot be loaded: torch.load(weights_only=True) raises {load.get('error_type')}: "
+                f"{first[:160]}",
+                "check the torch version it was saved with; upgrade torch or re-save it")
+    if status == "crashed":
+        why = load.get("signal") or load.get("reason") or f"exit {load.get('returncode')}"
+        return (FAIL, LOAD_FAILED, f"killed the probe process that loaded it ({why})",
+                f"treat {rec['path']} as corrupted: {redo}")
+    if status == "timeout":
+        return (WARN, LOAD_FAILED,
+                f"did not load within {load.get('timeout_s')} s (slow disk or huge file?)",
+                "retry with a larger timeout, or load it by hand to see where it stalls")
+    return PASS, None, _ok_note(rec), ""
+
+
+def _ok_note(rec: dict[str, Any]) -> str:
+    load = rec.get("load") or {}
+    parts = []
+    if load.get("status") == "ok":
+        s = load.get("summary") or {}
+        parts.append(f"loads with weights_only=True ({s.get('tensors', 0)} tensors)")
+    elif load.get("status") == "skipped":
+        parts.append(f"not loaded: {load.get('reason')}")
+    elif rec.get("kind") == "zip" and (rec.get("zip") or {}).get("format") == "torchscript":
+        parts.append("a TorchScript archive (torch.jit.load), not loaded")
+    h = rec.get("hash") or {}
+    if h.get("hexdigest"):
+        parts.append(f"{h['algo']} prefix matches")
+    elif rec.get("hash_skipped"):
+        parts.append(f"hash not verified ({rec['hash_skipped']})")
+    return "; ".join(parts) or "structure intact"
+
+
+def _row(rec: dict[str, Any], verdict: tuple[str, str | None, str, str]) -> dict[str, Any]:
+    status, recipe, note, _ = verdict
+    return {"path": rec["path"], "place": rec.get("place"), "kind": rec.get("kind"),
+            "format": rec.get("format") or (rec.get("zip") or {}).get("format"),
+            "size": rec.get("size"), "status": status, "recipe": recipe, "verdict": note,
+            "globals": (rec.get("pickle") or {}).get("globals", [])[:20],
+            "load": (rec.get("load") or {}).get("status")}
+
+
+@register("env.checkpoints", title=TITLE, needs=["checkpoints"],
+          recipes=[TRUNCATED, NOT_A_CHECKPOINT, HASH_MISMATCH, UNSAFE, LOAD_FAILED])
+def check(ctx) -> Finding:
+    facts = ctx.fact("checkpoints")
+    places = [p["path"] for p in facts.get("places", [])]
+    files = facts.get("files", [])
+    extra = {"places": facts.get("places", []), "deep": facts.get("deep", False)}
+    if facts.get("capped"):
+        extra["note"] = f"stopped after {facts.get('max_files')} files"
+    if not files:
+        return passed(TITLE, f"no checkpoints found in {', '.join(places)}", files=[], **extra)
+
+    judged = [(rec, assess(rec)) for rec in files]
+    rows = [_row(rec, v) for rec, v in judged]
+    judged.sort(key=lambda rv: (_STATUS_RANK[rv[1][0]], _RANK[rv[1][1]], rv[0]["name"]))
+    worst_rec, (status, recipe, note, fix) = judged[0]
+    n = len(files)
+    n_fail = sum(1 for _, v in judged if v[0] == FAIL)
+    n_warn = sum(1 for _, v in judged if v[0] == WARN)
+    n_places = len({rec.get("place") for rec in files})
+    if status == PASS:
+        loaded = sum(1 for r in files if (r.get("load") or {}).get("status") == "ok")
+        hashed = sum(1 for r in files if (r.get("hash") or {}).get("hexdigest"))
+        msg = (f"{n} checkpoint{'s' if n != 1 else ''} look whole ({loaded} loaded with "
+               f"weights_only=True, {hashed} hash-verified) in {n_places} place"
+               f"{'s' if n_places != 1 else ''}")
+        if n == 1:
+            msg = f"{worst_rec['name']}: {note}"
+        return passed(TITLE, msg, files=rows, **extra)
+    others = []
+    if n_fail - (status == FAIL):
+        others.append(f"{n_fail - (status == FAIL)} more failing")
+    if n_warn - (status == WARN):
+        others.append(f"{n_warn - (status == WARN)} more with warnings")
+    n_ok = n - n_fail - n_warn
+    if n_ok:
+        others.append(f"{n_ok} ok")
+    tail = f" ({'; '.join(others)}, of {n} checkpoints)" if others else ""
+    message = f"{worst_rec['name']} {note}{tail}"
+    make = failed if status == FAIL else warned
+    return make(TITLE, message, fix, recipe, files=rows, **extra)
