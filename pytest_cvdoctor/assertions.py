@@ -1,0 +1,132 @@
+"""Assertions over cvdoctor reports, for users' own tests.
+
+Standard library only at import time: `import pytest_cvdoctor` happens in every pytest run of a
+project that installs cvdoctor, so cvdoctor's API (and with it torch) is imported inside the
+functions, when a test actually calls one.
+
+Outcomes: a `fail` or `error` finding fails the assertion; a `warn` passes with a
+`CvdoctorWarning` (pytest lists it in the warnings summary; `strict=True` or `--cvdoctor-strict`
+makes it fail); a check that could not run (`skip`) skips the test with the check's reason, since
+an assertion that passes without having looked would be a false comfort.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+# Set by the plugin from --cvdoctor-budget / --cvdoctor-strict for the session; reset afterwards.
+session_defaults: dict[str, Any] = {"budget": None, "strict": False}
+
+
+class CvdoctorWarning(UserWarning):
+    """A cvdoctor check warned: suspicious, but it can be legitimate (the message says when)."""
+
+
+_MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "–", "error": "E"}
+
+
+def describe_finding(finding: Any, indent: str = "  ") -> list[str]:
+    """The lines that tell one finding: mark, id, title and measured message, fix, recipe."""
+    lines = [f"{_MARKS.get(finding.status, '?')} {finding.check}: {finding.title}: "
+             f"{finding.message}"]
+    if finding.fix:
+        lines.append(f"{indent}fix: {finding.fix}")
+    if finding.recipe:
+        lines.append(f"{indent}more: cvdoctor explain {finding.recipe}")
+    if finding.status == "error":
+        lines.append(f"{indent}(the check itself broke: a cvdoctor bug, not your model)")
+        tb = (finding.evidence or {}).get("traceback")
+        if tb:
+            lines.extend(f"{indent}  {ln}" for ln in str(tb).rstrip().splitlines()[-6:])
+    return lines
+
+
+def problems(report: Any, strict: bool = False) -> list[Any]:
+    bad = ("fail", "error", "warn") if strict else ("fail", "error")
+    return [f for f in report.findings if f.status in bad]
+
+
+def failure_message(report: Any, strict: bool = False) -> str:
+    """A readable assertion message: each failing finding with its message, fix and recipe."""
+    found = problems(report, strict)
+    target = f" for {report.target}" if report.target else ""
+    head = (f"cvdoctor {report.command}{target}: {len(found)} of {len(report.findings)} "
+            f"check(s) {'failed or warned' if strict else 'failed'}")
+    lines = [head]
+    for f in found:
+        lines.extend(describe_finding(f))
+    return "\n".join(lines)
+
+
+def _strict(strict: bool | None) -> bool:
+    return bool(session_defaults.get("strict")) if strict is None else strict
+
+
+def assert_healthy(report: Any, *, strict: bool | None = None) -> Any:
+    """Fail the test when `report` has a failing (or, strict, warning) finding; return it."""
+    __tracebackhide__ = True
+    strict = _strict(strict)
+    if problems(report, strict):
+        raise AssertionError(failure_message(report, strict))
+    for f in report.warnings:
+        warnings.warn(CvdoctorWarning("\n".join(describe_finding(f))), stacklevel=2)
+    return report
+
+
+def _run_one(check_id: str, model: Any, batch: Any, strict: bool | None,
+             kwargs: dict[str, Any]) -> Any:
+    __tracebackhide__ = True
+    from cvdoctor import check_model
+
+    if kwargs.get("budget") is None and session_defaults.get("budget") is not None:
+        kwargs["budget"] = session_defaults["budget"]
+    report = check_model(model, batch, select=[check_id], **kwargs)
+    findings = report.get_all(check_id)
+    if findings and all(f.status == "skip" for f in findings):
+        import pytest
+
+        pytest.skip(f"cvdoctor {check_id} could not run: {findings[0].message}")
+    assert_healthy(report, strict=strict)
+    return findings[0] if len(findings) == 1 else findings
+
+
+def assert_overfits_one_batch(model: Any, batch: Any = None, *, strict: bool | None = None,
+                              **kwargs: Any) -> Any:
+    """A copy of `model` memorizes one batch with the user's optimizer (check model.overfit_batch).
+
+    kwargs go to `cvdoctor.check_model` (loss_fn, optimizer, num_classes, budget, ...). Running
+    out of budget is a warning, never a failure. Returns the finding.
+    """
+    __tracebackhide__ = True
+    return _run_one("model.overfit_batch", model, batch, strict, kwargs)
+
+
+def assert_gradients_flow(model: Any, batch: Any = None, *, strict: bool | None = None,
+                          **kwargs: Any) -> Any:
+    """Every trainable parameter gets a finite, non-vanishing gradient (check model.gradients)."""
+    __tracebackhide__ = True
+    return _run_one("model.gradients", model, batch, strict, kwargs)
+
+
+def assert_initial_loss_ok(model: Any, batch: Any = None, *, strict: bool | None = None,
+                           **kwargs: Any) -> Any:
+    """The loss at init is what an untrained model should give, e.g. ln C for cross-entropy
+    (check model.initial_loss). A loss with no known expectation skips the test."""
+    __tracebackhide__ = True
+    return _run_one("model.initial_loss", model, batch, strict, kwargs)
+
+
+def assert_batch_independent(model: Any, batch: Any = None, *, strict: bool | None = None,
+                             **kwargs: Any) -> Any:
+    """In eval mode, output i does not depend on input j != i (check model.batch_independence)."""
+    __tracebackhide__ = True
+    return _run_one("model.batch_independence", model, batch, strict, kwargs)
+
+
+def assert_optimizer_covers_model(model: Any, batch: Any = None, *, optimizer: Any = None,
+                                  strict: bool | None = None, **kwargs: Any) -> Any:
+    """Every trainable parameter is in the optimizer's param groups and moves after a step
+    (check model.optimizer). Pass the optimizer you built, by keyword."""
+    __tracebackhide__ = True
+    kwargs["optimizer"] = optimizer
+    return _run_one("model.optimizer", model, batch, strict, kwargs)
