@@ -57,6 +57,9 @@ def check(ctx):
     gpu = ctx.fact("gpu")
     t = optional_fact(ctx, "torch")
     rows = device_memory(gpu, t)
+    if not rows and gpu.get("present"):
+        return skipped(TITLE, f"a GPU is present ({gpu.get('source')}) but neither NVML nor "
+                       "torch could report its memory; see env.cuda")
     if not rows:
         return skipped(TITLE, "no GPU found, so there is no GPU memory to measure")
     if all(r["total"] is None for r in rows):

@@ -186,16 +186,16 @@ JETSON_WHEEL = ("pip install the torch wheel NVIDIA builds for your JetPack rele
 def pick_wheel_index(driver_cuda: str | None,
                      capabilities: list[tuple[int, int]] | None = None) -> str:
     """The PyTorch CUDA wheel tag for this driver and these GPUs: the newest index whose CUDA
-    major the driver supports, but at least cu128 for Blackwell (10.x/12.x) and below cu130 for GPUs older than
-    7.5 (CUDA 13 dropped Maxwell, Pascal and Volta)."""
+    major the driver supports, but at least cu128 for Blackwell (10.x/12.x) and cu126 or older
+    for GPUs below 7.5 (torch's cu128 and cu130 wheels dropped Maxwell, Pascal and Volta)."""
     d = parse_version(driver_cuda)
     caps = [tuple(c) for c in (capabilities or [])]
     # Minor-version compatibility: any 12.x wheel runs on a driver that supports 12.0 or later.
     candidates = [tag for need, tag in WHEEL_INDEXES if d is None or d[0] >= need[0]]
     if d is None:
         candidates = [tag for _, tag in WHEEL_INDEXES if tag != "cu130"]
-    if any(c < (7, 5) for c in caps):
-        candidates = [t for t in candidates if t != "cu130"]
+    if any(c < (7, 5) for c in caps):  # torch's cu128+ wheels dropped Maxwell, Pascal, Volta
+        candidates = [t for t in candidates if t not in ("cu130", "cu128")]
     if any(c >= (10, 0) for c in caps):
         candidates = [t for t in candidates if t in ("cu130", "cu128")]
     return candidates[0] if candidates else "cu128"
