@@ -1,0 +1,466 @@
+"""model.gradients: do gradients reach every trainable parameter, finite and at a usable scale?
+
+Reads the shared base pass (`ctx.base`). Extra passes run only when the base pass shows something
+to explain: a forward with hooks to tell unused modules from detached ones, a few optimizer steps
+on a copy to tell zero-init (alive after one step) from dead gradients, an anomaly-mode re-run to
+locate an in-place modification.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvdoctor.finding import Finding, failed, passed, skipped, warned
+from cvdoctor.model.context import rng_guard
+from cvdoctor.registry import register
+
+TITLE = "Gradient flow"
+RECIPES = [
+    "no-trainable-parameters", "tensor-does-not-require-grad", "inplace-modification",
+    "unused-parameters", "detached-features", "nonfinite-gradients", "dead-gradients",
+    "vanishing-gradients", "exploding-gradients",
+]
+
+INPLACE_RE = re.compile(r"modified by an inplace operation", re.I)
+NO_GRAD_RE = re.compile(r"does not require grad|does not have a grad_fn", re.I)
+
+# Optimizer steps after which a gradient that is still exactly zero is called dead. timm ResNets
+# zero-init the last BN gamma of each block: everything upstream in the block has a zero
+# gradient at step 0 and a live one after the first step.
+DEAD_STEPS = 3
+# ||grad|| / ||param|| per tensor. Healthy models at init measured here: SmallCNN 0.2, U-Net 0.5,
+# timm resnet18 3.4, torchvision resnet18 conv1 20 (BN-scaled stem, grad norm ~50), timm ViT
+# cls_token ~1e5 without the floor below (it is initialized at 1e-6). Warn three orders of
+# magnitude above that, fail at six.
+EXPLODING_WARN = 1e3
+EXPLODING_FAIL = 1e6
+# Parameters initialized near zero (cls tokens, LayerScale) must not make the ratio explode:
+# their norm counts as at least an RMS of 0.01 per element.
+PARAM_RMS_FLOOR = 1e-2
+# Median relative gradient of the first fifth of weight tensors vs the last fifth. Healthy: 0.1 to
+# 10; a 20-layer sigmoid chain: ~1e-10.
+VANISHING_RATIO = 1e-4
+
+
+@dataclass
+class ModuleTrace:
+    """What a hooked forward saw per module, in execution order."""
+
+    order: list[str] = field(default_factory=list)
+    output_requires_grad: dict[str, bool] = field(default_factory=dict)
+    output_nonfinite: dict[str, bool] = field(default_factory=dict)
+    output_all_zero: dict[str, bool] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def trace_modules(ctx) -> ModuleTrace:
+    """One train-mode forward + loss on a copy, hooks recording which modules ran and how."""
+    trace = ModuleTrace()
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            ts = _tensors(output)
+            if name not in trace.output_requires_grad:
+                trace.order.append(name)
+                trace.output_requires_grad[name] = False
+                trace.output_nonfinite[name] = False
+                trace.output_all_zero[name] = bool(ts)
+            trace.output_requires_grad[name] |= any(t.requires_grad for t in ts)
+            floats = [t.detach() for t in ts if t.is_floating_point() or t.is_complex()]
+            trace.output_nonfinite[name] |= any(not torch.isfinite(t).all() for t in floats)
+            trace.output_all_zero[name] &= bool(floats) and all(not t.any() for t in floats)
+        return hook
+
+    with rng_guard(ctx.seed):
+        model = ctx.copy_model(train=True)
+        handles = [m.register_forward_hook(hook_for(n or "<root>"))
+                   for n, m in model.named_modules()]
+        try:
+            x, y = ctx.batch()
+            with torch.enable_grad():
+                ctx.compute_loss(model, x, y)
+        except Exception as exc:  # noqa: BLE001 - the base pass ran; a flaky rerun only blurs names
+            trace.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for h in handles:
+                h.remove()
+    return trace
+
+
+def param_owners(model: nn.Module) -> dict[str, str]:
+    """Parameter name -> name of the module that holds it directly ("" for the root)."""
+    owners = {}
+    for mname, module in model.named_modules():
+        for pname, _ in module.named_parameters(recurse=False):
+            full = f"{mname}.{pname}" if mname else pname
+            owners.setdefault(full, mname)
+    return owners
+
+
+def collapse_modules(names: set[str], covered) -> list[str]:
+    """Replace module names by their highest ancestor for which `covered(ancestor)` holds."""
+    out = set()
+    for name in names:
+        best = name
+        parts = name.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            ancestor = ".".join(parts[:i])
+            if covered(ancestor):
+                best = ancestor
+        out.add(best)
+    return sorted(n for n in out
+                  if not any(n != o and n.startswith(o + ".") for o in out))
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def name_list(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@register("model.gradients", title=TITLE, recipes=RECIPES, needs=["base"])
+def check(ctx) -> Finding | list[Finding]:
+    model = ctx.spec.model
+    named = list(model.named_parameters())
+    total = sum(p.numel() for _, p in named)
+    trainable = {n: p for n, p in named if p.requires_grad}
+    n_trainable = sum(p.numel() for p in trainable.values())
+    base = ctx.base
+
+    if not trainable:
+        bwd = base.backward_error
+        recipe = ("tensor-does-not-require-grad" if bwd and NO_GRAD_RE.search(bwd.text)
+                  else "no-trainable-parameters")
+        what = (f"0 of {fmt_int(total)} parameters require grad" if total
+                else "the model has no parameters at all")
+        return failed(TITLE, f"{what}: nothing can train"
+                      + (f" (backward raised {bwd.text[:160]})" if bwd else ""),
+                      "Unfreeze what should train: `p.requires_grad_(True)` on the head and any "
+                      "layers to fine-tune (not `module.requires_grad = True`).",
+                      recipe, total_parameters=total, trainable_parameters=0,
+                      backward_error=bwd.text if bwd else None)
+
+    if base.forward_error or base.loss_error:
+        err = base.forward_error or base.loss_error
+        stage = "forward" if base.forward_error else "loss"
+        return skipped(TITLE, f"no gradients to judge: the {stage} raised {err.type} "
+                       f"(see model.forward)", error=err.text)
+
+    frozen_note = ""
+    if n_trainable < total:
+        frozen_note = (f"; {fmt_int(total - n_trainable)} of {fmt_int(total)} parameters are "
+                       f"frozen (requires_grad=False), taken as intentional")
+
+    if base.backward_error:
+        return _backward_error(ctx, base.backward_error)
+
+    return _judge_grads(ctx, trainable, n_trainable, frozen_note)
+
+
+def _backward_error(ctx, err) -> Finding:
+    if INPLACE_RE.search(err.message):
+        where = _locate_inplace(ctx)
+        produced = re.search(r"which is output \d+ of (\w+)", err.message)
+        what = f"the output of {produced.group(1)}" if produced else "a tensor"
+        msg = (f"backward failed: {what} needed for the gradient was modified in place "
+               f"afterwards" + (f"; it was produced at {where['location']}: "
+                                f"`{where['code']}`" if where else ""))
+        return failed(TITLE, msg,
+                      "Replace the in-place op after that line with its out-of-place form "
+                      "(`x = x + y` for `x += y`, `relu(inplace=False)`, `x = x.clamp(...)`).",
+                      "inplace-modification", error=err.text, forward_location=where)
+    if NO_GRAD_RE.search(err.message):
+        return failed(TITLE, f"backward failed: the loss does not depend on any trainable "
+                      f"parameter through autograd ({err.text[:200]})",
+                      "Remove the `.detach()`, `torch.no_grad()`, `.item()` or `.numpy()` "
+                      "between the model's parameters and the loss.",
+                      "tensor-does-not-require-grad", error=err.text)
+    return skipped(TITLE, f"no gradients to judge: backward raised {err.text[:240]} "
+                   f"(`cvdoctor explain` on the message may know it)", error=err.text,
+                   traceback=err.traceback)
+
+
+def _locate_inplace(ctx) -> dict | None:
+    """Re-run with anomaly detection: its warning carries the forward traceback of the tensor."""
+    with rng_guard(ctx.seed), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autograd.detect_anomaly(check_nan=False):
+                model = ctx.copy_model(train=True)
+                x, y = ctx.batch()
+                _, loss = ctx.compute_loss(model, x, y)
+                loss.backward()
+        except Exception:  # noqa: BLE001 - the error is expected; we want the warning
+            pass
+    for w in caught:
+        text = str(w.message)
+        if "Traceback of forward call" not in text:
+            continue
+        frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s+(.*)', text)
+        user = [f for f in frames if "/torch/" not in f[0].replace("\\", "/")]
+        if user:
+            path, line, func, code = user[-1]
+            return {"location": f"{path.rsplit('/', 1)[-1]}:{line} in {func}",
+                    "file": path, "line": int(line), "code": code.strip()}
+    return None
+
+
+def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
+    grads = ctx.base.grads
+    count = f"{len(trainable)} trainable tensors ({fmt_int(n_trainable)} parameters)"
+
+    nonfinite = [n for n, g in grads.items() if g is not None and not torch.isfinite(g).all()]
+    if nonfinite:
+        return [_nonfinite(ctx, nonfinite, trainable)]
+
+    findings: list[Finding] = []
+    missing = [n for n, g in grads.items() if g is None]
+    if missing:
+        findings.extend(_missing(ctx, missing, trainable, n_trainable))
+
+    zero = [n for n, g in grads.items() if g is not None and not g.any()]
+    dead: list[str] = []
+    if zero:
+        dead = _still_zero_after_steps(ctx, zero)
+        if dead:
+            findings.append(_dead(ctx, dead, trainable, n_trainable))
+
+    ratios = _relative_grads(trainable, grads, skip=set(zero))
+    explode = _exploding(ratios, grads)
+    if explode:
+        findings.append(explode)
+    vanish = _vanishing(ctx.spec.model, ratios, trainable)
+    if vanish and not explode:
+        findings.append(vanish)
+
+    if findings:
+        return findings
+    top = max(ratios.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    revived = len(zero) - len(dead)
+    note = (f"; {revived} tensors with zero gradient at init (zero-init) are alive after one "
+            f"step" if revived else "")
+    return [passed(TITLE, f"all {count} get finite gradients; largest |grad|/|param| "
+                   f"{top[1]:.3g} (`{top[0]}`){note}{frozen_note}",
+                   max_relative_grad=top[1], max_relative_grad_param=top[0],
+                   zero_at_init=len(zero), relative_grads=_rounded(ratios))]
+
+
+def _rounded(ratios: dict[str, float]) -> dict[str, float]:
+    return {n: float(f"{r:.3g}") for n, r in ratios.items()}
+
+
+def _nonfinite(ctx, names, trainable) -> Finding:
+    first = names[0]
+    loss = ctx.base.loss
+    trace = trace_modules(ctx)
+    origin = next((m for m in trace.order if trace.output_nonfinite.get(m)), None)
+    where = f"; the first non-finite activation is the output of `{origin}`" if origin else ""
+    if loss is None:
+        loss_note = ""
+    elif not torch.isfinite(torch.tensor(loss)):
+        loss_note = f" (the loss itself is {loss})"
+    else:
+        loss_note = f" (the loss {loss:.4g} is finite)"
+    return failed(TITLE, f"{len(names)} of {len(trainable)} trainable tensors get NaN/Inf "
+                  f"gradients, first `{first}`{loss_note}{where}",
+                  "Find the op that makes NaN (log/sqrt/division of values <= 0, overflow) and "
+                  "guard it (`clamp(min=eps)`, `log1p`, stable losses); then lower the lr.",
+                  "nonfinite-gradients", parameters=names, first_parameter=first,
+                  first_nonfinite_module=origin, loss=loss)
+
+
+def _missing(ctx, missing, trainable, n_trainable) -> list[Finding]:
+    model = ctx.spec.model
+    owners = param_owners(model)
+    trace = trace_modules(ctx)
+    missing_set = set(missing)
+    grads = ctx.base.grads
+    detached, unused = set(), set()
+    no_grad_modules = set()
+    for name in missing:
+        owner = owners.get(name, "")
+        key = owner or "<root>"
+        ran = key in trace.output_requires_grad
+        siblings = [f"{owner}.{p}" if owner else p
+                    for p, q in model.get_submodule(owner).named_parameters(recurse=False)
+                    if q.requires_grad]
+        all_missing = all(s in missing_set for s in siblings)
+        if ran and owner and all_missing and not trace.error:
+            detached.add(owner)
+            if not trace.output_requires_grad[key]:
+                no_grad_modules.add(owner)
+        else:
+            unused.add(name if not owner or (ran and not all_missing) else owner)
+
+    def all_trainable_missing(prefix: str) -> bool:
+        sub = model.get_submodule(prefix)
+        ps = [f"{prefix}.{n}" for n, p in sub.named_parameters() if p.requires_grad]
+        return bool(ps) and all(p in missing_set for p in ps)
+
+    def size(prefix: str) -> int:
+        if prefix in trainable:
+            return trainable[prefix].numel()
+        return sum(p.numel() for p in model.get_submodule(prefix).parameters() if p.requires_grad)
+
+    findings = []
+    if detached:
+        top = collapse_modules(detached, all_trainable_missing)
+        n = sum(size(t) for t in top)
+        under_no_grad = [t for t in top
+                         if any(d == t or d.startswith(t + ".") for d in no_grad_modules)]
+        how = ("its output does not require grad: it ran under `torch.no_grad()`"
+               if under_no_grad and len(under_no_grad) == len(top) else
+               "its output is cut from the loss (`.detach()`, `torch.no_grad()`, or computed "
+               "and not used)")
+        findings.append(failed(
+            TITLE, f"{name_list(top)} ({fmt_int(n)} of {fmt_int(n_trainable)} trainable "
+            f"parameters) ran in the forward but get no gradient: {how}",
+            "Remove the `.detach()` / `torch.no_grad()` around it, or freeze it on purpose "
+            "with `requires_grad_(False)`.", "detached-features",
+            modules=top, parameters=sorted(p for p in missing if any(
+                p.startswith(t + ".") for t in top)), no_grad_modules=sorted(no_grad_modules)))
+    if unused:
+        modules = {u for u in unused if u not in trainable}
+        params = {u for u in unused if u in trainable}
+        top = collapse_modules(modules, all_trainable_missing) + sorted(params)
+        n = sum(size(t) for t in top)
+        findings.append(warned(
+            TITLE, f"{name_list(top)} ({fmt_int(n)} of {fmt_int(n_trainable)} trainable "
+            f"parameters) never take part in the forward, so they get no gradient; "
+            f"DistributedDataParallel stops on them",
+            "Delete the unused modules or freeze them (`requires_grad_(False)`); if they are "
+            "used only on some steps, pass `find_unused_parameters=True` to DDP.",
+            "unused-parameters", modules=top,
+            parameters=sorted(set(missing) - {p for f in findings for p in
+                                               f.evidence.get("parameters", [])}),
+            trace_error=trace.error))
+    return findings
+
+
+def _still_zero_after_steps(ctx, zero: list[str]) -> list[str]:
+    """Names among `zero` whose gradient is still exactly zero after DEAD_STEPS Adam steps.
+
+    Adam at lr=1e-3 rather than the user's optimizer: the question is about the model, and an
+    lr of 0 (model.optimizer's finding) would keep every zero-init parameter dead.
+    """
+    still = set(zero)
+    with rng_guard(ctx.seed):
+        model = ctx.copy_model(train=True)
+        params = dict(model.named_parameters())
+        for n, g in ctx.base.grads.items():
+            if g is not None:
+                params[n].grad = g.clone()
+        opt = torch.optim.Adam([p for p in params.values() if p.requires_grad], lr=1e-3)
+        x, y = ctx.batch()
+        for _ in range(DEAD_STEPS):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            _, loss = ctx.compute_loss(model, x, y)
+            loss.backward()
+            still = {n for n in still if params[n].grad is None or not params[n].grad.any()}
+            if not still:
+                break
+    # A bias in front of BatchNorm has a ~zero gradient by construction: judge the module by its
+    # weight, and report its bias only with a dead weight.
+    owners = param_owners(ctx.spec.model)
+    dead = []
+    for n in zero:
+        if n not in still:
+            continue
+        if params[n].dim() <= 1:
+            siblings = [s for s, o in owners.items() if o == owners[n] and s != n
+                        and params[s].dim() >= 2 and params[s].requires_grad]
+            if siblings and not all(s in still for s in siblings):
+                continue
+        dead.append(n)
+    return dead
+
+
+def _dead(ctx, dead, trainable, n_trainable) -> Finding:
+    n = sum(trainable[d].numel() for d in dead)
+    trace = trace_modules(ctx)
+    zero_out = [m for m in trace.order if trace.output_all_zero.get(m) and m != "<root>"]
+    where = (f"; `{zero_out[0]}` outputs all zeros for the whole batch (dead ReLUs?)"
+             if zero_out else "")
+    share = n / max(n_trainable, 1)
+    msg = (f"{len(dead)} trainable tensors ({fmt_int(n)} of {fmt_int(n_trainable)} parameters), "
+           f"first {name_list(dead, 2)}, get exactly zero gradient and still do after "
+           f"{DEAD_STEPS} Adam steps on a copy{where}")
+    fix = ("Re-initialize what feeds the dead layer (default init, no large negative bias), use "
+           "LeakyReLU/GELU, or normalize the input; don't zero-init whole weight matrices.")
+    evidence = dict(parameters=dead, dead_parameters=n, all_zero_outputs=zero_out[:10],
+                    steps=DEAD_STEPS)
+    if share >= 0.1:
+        return failed(TITLE, msg, fix, "dead-gradients", **evidence)
+    return warned(TITLE, msg + " (fine only if these are masked or gated on purpose)", fix,
+                  "dead-gradients", **evidence)
+
+
+def _relative_grads(trainable, grads, skip) -> dict[str, float]:
+    out = {}
+    for n, p in trainable.items():
+        g = grads.get(n)
+        if g is None or n in skip:
+            continue
+        floor = PARAM_RMS_FLOOR * p.numel() ** 0.5
+        out[n] = float(g.float().norm()) / max(float(p.detach().float().norm()), floor)
+    return out
+
+
+def _exploding(ratios: dict[str, float], grads) -> Finding | None:
+    if not ratios:
+        return None
+    name, r = max(ratios.items(), key=lambda kv: kv[1])
+    if r < EXPLODING_WARN:
+        return None
+    big = sorted((n for n, v in ratios.items() if v >= EXPLODING_WARN), key=list(ratios).index)
+    gnorm = float(grads[name].float().norm())
+    msg = (f"gradient norm of `{name}` is {r:.3g}x its parameter norm (|grad| = {gnorm:.3g}); "
+           f"{len(big)} tensor{'s' if len(big) != 1 else ''} above {EXPLODING_WARN:.0e}x: one SGD step at lr=1e-3 would "
+           f"change them by more than their own size")
+    fix = ("Check the init scale and the loss reduction (mean, not sum); add normalization, "
+           "lower the lr and clip: `clip_grad_norm_(model.parameters(), 1.0)`.")
+    evidence = dict(parameter=name, ratio=r, grad_norm=gnorm, parameters=big[:20])
+    if r >= EXPLODING_FAIL:
+        return failed(TITLE, msg, fix, "exploding-gradients", **evidence)
+    return warned(TITLE, msg + " (Adam and clipping can absorb this; SGD cannot)", fix,
+                  "exploding-gradients", **evidence)
+
+
+def _vanishing(model, ratios, trainable) -> Finding | None:
+    weights = [n for n in trainable if trainable[n].dim() >= 2 and n in ratios]
+    if len(weights) < 4:
+        return None
+    k = max(1, len(weights) // 5)
+    early = statistics.median(ratios[n] for n in weights[:k])
+    late = statistics.median(ratios[n] for n in weights[-k:])
+    if late <= 0 or early / late >= VANISHING_RATIO:
+        return None
+    return warned(
+        TITLE, f"the first {k} weight tensors (from `{weights[0]}`) get gradients "
+        f"{early / late:.2g}x as large, relative to their size, as the last {k} "
+        f"(median |grad|/|param| {early:.2g} vs {late:.2g}): the earliest layers will barely "
+        f"learn (Adam rescales small gradients, so this can still train, slowly)",
+        "Use ReLU/GELU instead of sigmoid/tanh in deep stacks, add BatchNorm or residual "
+        "connections, and He (kaiming) init.", "vanishing-gradients",
+        early_median=early, late_median=late, ratio=early / late, early=weights[:k],
+        late=weights[-k:])
