@@ -65,11 +65,17 @@ def _strict(strict: bool | None) -> bool:
 def assert_healthy(report: Any, *, strict: bool | None = None) -> Any:
     """Fail the test when `report` has a failing (or, strict, warning) finding; return it."""
     __tracebackhide__ = True
+    return _assert_healthy(report, strict, stacklevel=3)
+
+
+def _assert_healthy(report: Any, strict: bool | None, stacklevel: int) -> Any:
+    __tracebackhide__ = True
     strict = _strict(strict)
     if problems(report, strict):
         raise AssertionError(failure_message(report, strict))
     for f in report.warnings:
-        warnings.warn(CvdoctorWarning("\n".join(describe_finding(f))), stacklevel=2)
+        # stacklevel: the warning points at the user's test line.
+        warnings.warn(CvdoctorWarning("\n".join(describe_finding(f))), stacklevel=stacklevel)
     return report
 
 
@@ -86,7 +92,7 @@ def _run_one(check_id: str, model: Any, batch: Any, strict: bool | None,
         import pytest
 
         pytest.skip(f"cvdoctor {check_id} could not run: {findings[0].message}")
-    assert_healthy(report, strict=strict)
+    _assert_healthy(report, strict, stacklevel=4)
     return findings[0] if len(findings) == 1 else findings
 
 

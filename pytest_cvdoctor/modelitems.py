@@ -11,6 +11,7 @@ the warnings summary (failed under --cvdoctor-strict).
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pytest_cvdoctor.assertions import CvdoctorWarning, describe_finding
 MODEL_CHECK_IDS = ("model.batch_independence", "model.data", "model.dtype", "model.forward",
                    "model.gradients", "model.initial_loss", "model.optimizer", "model.output",
                    "model.overfit_batch", "model.train_eval")
+ZOOS = ("torchvision", "timm")  # as cvdoctor.model.loader reads them
 _SEVERITY = {"pass": 0, "skip": 0, "warn": 1, "error": 2, "fail": 3}
 
 
@@ -41,37 +43,51 @@ def model_check_ids() -> list[str]:
 class ModelTarget(pytest.Collector):
     """One --cvdoctor-model target; holds the loaded spec and the shared context."""
 
-    def __init__(self, *, target: str, budget: float | None, strict: bool, **kwargs: Any):
+    def __init__(self, *, target: str, load_as: str, check_ids: list[str], budget: float | None,
+                 strict: bool, input_shape: str | None = None, num_classes: int | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
-        self.target = target
+        self.check_ids = check_ids
+        self.target = target  # as the user wrote it: names the items
+        self.load_as = load_as  # relative file paths made absolute
+        self.input_shape = input_shape
+        self.num_classes = num_classes
         self.budget = budget
         self.strict = strict
         self._ctx: Any = None
         self._load_error: str | None = None
 
     @classmethod
-    def for_session(cls, session: pytest.Session, target: str, budget: float | None,
-                    strict: bool) -> "ModelTarget":
-        candidate = Path(target.split(":", 1)[0])
-        if not candidate.is_absolute():
-            candidate = Path(session.config.invocation_params.dir) / candidate
-        path = candidate if candidate.is_file() else session.path
+    def for_session(cls, session: pytest.Session, target: str, base: Path, **kwargs: Any
+                    ) -> "ModelTarget":
+        """`base`: where a relative file target is looked up (the invocation directory for
+        --cvdoctor-model, the rootdir for the ini key)."""
+        load_as, path = target, session.path
+        zoo = ":" in target and target.partition(":")[0] in ZOOS
+        if not zoo and (target.endswith(".py") or "/" in target or os.sep in target):
+            file = Path(target).expanduser()
+            file = file if file.is_absolute() else base / file
+            load_as = str(file)
+            if file.is_file():
+                path = file
         return cls.from_parent(session, name=f"cvdoctor-model[{target}]",
                                nodeid=f"cvdoctor-model:{target}", path=path,
-                               target=target, budget=budget, strict=strict)
+                               target=target, load_as=load_as, **kwargs)
 
     def collect(self) -> list["ModelCheckItem"]:
         return [ModelCheckItem.from_parent(self, name=check_id, check_id=check_id)
-                for check_id in model_check_ids()]
+                for check_id in self.check_ids]
 
     def context(self) -> Any:
         __tracebackhide__ = True
         if self._ctx is None and self._load_error is None:
             try:
                 from cvdoctor.model.context import ModelContext
-                from cvdoctor.model.loader import load_target
+                from cvdoctor.model.loader import LoadOptions, load_target, parse_input_shape
 
-                spec = load_target(self.target)
+                options = LoadOptions(input_shape=parse_input_shape(self.input_shape),
+                                      num_classes=self.num_classes)
+                spec = load_target(self.load_as, options)
                 self._ctx = ModelContext(spec, budget_s=self.budget)
             except Exception as exc:  # noqa: BLE001 - TargetError and whatever the file raised
                 self._load_error = f"{type(exc).__name__}: {exc}"
@@ -107,7 +123,8 @@ class ModelCheckItem(pytest.Item):
             raise ModelCheckFailed(f"cvdoctor {self.check_id} on {target.target}:\n{text}")
         if worst == "warn":
             self.add_report_section("call", "cvdoctor", text)
-            warnings.warn(CvdoctorWarning(f"{target.target}: {text}"), stacklevel=1)
+            # Attributed to the target, not to this file: the summary then shows no source line.
+            warnings.warn_explicit(CvdoctorWarning(text), CvdoctorWarning, target.target, 0)
             return
         if all(f.status == "skip" for f in findings):
             pytest.skip(f"cvdoctor {self.check_id}: {findings[0].message}")

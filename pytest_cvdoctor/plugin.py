@@ -35,6 +35,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "used by --cvdoctor-model items, the cvdoctor fixture and the "
                          "assert_* helpers. Running out is a warning, never a failure.")
     parser.addini("cvdoctor_budget", default="", help="Like --cvdoctor-budget.")
+    group.addoption("--cvdoctor-input-shape", default=None, metavar="C,H,W",
+                    help="Input shape for --cvdoctor-model targets that give no batch (a zoo "
+                         "spec defaults to the model's own size, e.g. 224 px).")
+    parser.addini("cvdoctor_input_shape", default="", help="Like --cvdoctor-input-shape.")
+    group.addoption("--cvdoctor-num-classes", default=None, type=int, metavar="N",
+                    help="Number of classes for --cvdoctor-model targets (zoo heads, synthesized "
+                         "labels).")
+    parser.addini("cvdoctor_num_classes", default="", help="Like --cvdoctor-num-classes.")
     group.addoption("--cvdoctor-strict", action="store_true", default=None,
                     help="Unmet cvdoctor_requires markers fail instead of skipping; warnings "
                          "of model checks fail too.")
@@ -73,7 +81,18 @@ class CvdoctorSession:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.show_env = bool(_setting(config, "cvdoctor_env"))
-        self.models = list(config.getoption("cvdoctor_model") or config.getini("cvdoctor_model"))
+        # Relative model files: from the invocation directory on the command line, from the
+        # rootdir (where the ini file is) in the ini key.
+        cli_models = config.getoption("cvdoctor_model")
+        self.models = [(t, Path(config.invocation_params.dir)) for t in cli_models or ()] or \
+            [(t, Path(config.rootpath)) for t in config.getini("cvdoctor_model")]
+        self.input_shape = _setting(config, "cvdoctor_input_shape") or None
+        num_classes = _setting(config, "cvdoctor_num_classes")
+        try:
+            self.num_classes = int(num_classes) if num_classes not in (None, "") else None
+        except ValueError:
+            raise pytest.UsageError(f"cvdoctor_num_classes: {num_classes!r} is not an integer") \
+                from None
         self.budget = _budget(config)
         self.strict = bool(_setting(config, "cvdoctor_strict"))
         self.explain = bool(_setting(config, "cvdoctor_explain"))
@@ -182,8 +201,8 @@ class CvdoctorHelper:
 
     def assert_healthy(self, report: Any, *, strict: bool | None = None) -> Any:
         __tracebackhide__ = True
-        return assertions.assert_healthy(
-            report, strict=self._state.strict if strict is None else strict)
+        return assertions._assert_healthy(
+            report, self._state.strict if strict is None else strict, stacklevel=4)
 
     def __repr__(self) -> str:
         return f"<cvdoctor pytest helper budget={self._state.budget} strict={self._state.strict}>"
@@ -240,10 +259,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(_SESSION, None)
     if state is None or not state.models:
         return
-    from pytest_cvdoctor.modelitems import ModelTarget
+    from pytest_cvdoctor.modelitems import ModelTarget, model_check_ids
 
-    for target in dict.fromkeys(state.models):
-        collector = ModelTarget.for_session(session, target, state.budget, state.strict)
+    check_ids = model_check_ids()
+    seen: set[str] = set()
+    for target, base in state.models:
+        if target in seen:
+            continue
+        seen.add(target)
+        collector = ModelTarget.for_session(
+            session, target, base, check_ids=check_ids, budget=state.budget, strict=state.strict,
+            input_shape=state.input_shape, num_classes=state.num_classes)
         items.extend(collector.collect())
 
 
