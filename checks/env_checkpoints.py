@@ -135,6 +135,8 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
                 "loaded. Fine if you saved it yourself, a risk if it came from elsewhere",
                 "load it only if you trust its source; otherwise ask for a state_dict or "
                 "safetensors copy")
+    if size:
+        return size[0], size[1], size[2], redo
     if pick.get("library"):
         if any(g.startswith("ultralytics.") for g in pick["library"]):
             return (PASS, None, "is an ultralytics model pickle (YOLO() loads it with "
@@ -145,8 +147,6 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
                 "default since torch 2.6, refuses them (not loaded here)",
                 "save and load a state_dict instead; if you trust the file, "
                 "torch.serialization.add_safe_globals([...]) those classes")
-    if size:
-        return size[0], size[1], size[2], redo
 
     load = rec.get("load") or {}
     status = load.get("status")
@@ -214,6 +214,13 @@ def check(ctx) -> Finding:
     extra = {"places": facts.get("places", []), "deep": facts.get("deep", False)}
     if facts.get("capped"):
         extra["note"] = f"stopped after {facts.get('max_files')} files"
+    # A .bin that is neither zip, pickle nor safetensors is some other program's data, not a
+    # broken checkpoint; list it, do not judge it.
+    ignored = [f["path"] for f in files
+               if f.get("kind") == "unknown" and f["name"].lower().endswith(".bin")]
+    files = [f for f in files if f["path"] not in ignored]
+    if ignored:
+        extra["ignored"] = ignored
     if not files:
         return passed(TITLE, f"no checkpoints found in {', '.join(places)}", files=[], **extra)
 
