@@ -1,0 +1,75 @@
+"""model.forward: do the forward pass and the loss run at all?
+
+Any exception is a `fail` naming the module that was running, matched to a recipe by the same
+matcher `cvdoctor explain` uses; errors no recipe knows get the generic `forward-error` recipe.
+"""
+from __future__ import annotations
+
+from cvdoctor.catalog import load_catalog, match_text
+from cvdoctor.finding import failed, passed
+from cvdoctor.registry import register
+
+from ._model_basics import main_output
+
+TITLE = "Forward pass and loss"
+GENERIC = "forward-error"
+
+
+def _matchable_recipes() -> list[str]:
+    """The explain matcher can land on any recipe with error patterns: this check may emit each."""
+    try:
+        return sorted(r.id for r in load_catalog().values() if r.patterns)
+    except Exception:  # noqa: BLE001 - a broken recipe file must not take the checks down
+        return []
+
+
+@register("model.forward", title=TITLE, recipes=[GENERIC, *_matchable_recipes()], needs=["base"])
+def check(ctx):
+    base = ctx.base
+    err, stage = ((base.forward_error, "forward") if base.forward_error is not None
+                  else (base.loss_error, "loss") if base.loss_error is not None else (None, None))
+    if err is None:
+        out = main_output(ctx)
+        shape = f"outputs {tuple(out.shape)}, " if out is not None else ""
+        how = "training_step" if ctx.spec.training_step is not None else "forward and loss"
+        loss = f"loss {base.loss:.4g}" if base.loss is not None else "loss not a number"
+        return passed(TITLE, f"{how} ran: {shape}{loss} in {base.seconds:.2f} s",
+                      seconds=round(base.seconds, 4))
+    if err.module == "<deepcopy>":
+        return failed(TITLE, f"cvdoctor cannot copy the model (copy.deepcopy raised {err.text}); "
+                      "it never touches the original, so no check can run",
+                      "Make the model deep-copyable (no open files, locks or generators as "
+                      "attributes).", GENERIC, error=err.text, traceback=err.traceback)
+    recipe, matched = _recipe_for(err)
+    if stage == "loss":
+        where = "in the loss"
+        if ctx.spec.loss_fn is not None:
+            where += f" ({getattr(ctx.spec.loss_fn, '__name__', type(ctx.spec.loss_fn).__name__)})"
+    elif err.module and err.module != "<root>":
+        where = f"in module `{err.module}` ({_module_type(ctx, err.module)})"
+    else:
+        where = "in the model's forward" if ctx.spec.training_step is None else "in training_step"
+    first_line = err.message.splitlines()[0] if err.message else ""
+    fix = (f"See `cvdoctor explain {recipe}`; the traceback in the evidence (-v) shows the line."
+           if recipe != GENERIC else
+           "Read the last frames of the traceback (-v) and fix that line; run "
+           "`cvdoctor explain` on the full error text.")
+    return failed(TITLE, f"{stage} raised {err.type} {where}: {first_line}", fix, recipe,
+                  stage=stage, error=err.text, module=err.module, matched=matched,
+                  traceback=err.traceback)
+
+
+def _recipe_for(err) -> tuple[str, str | None]:
+    matches = match_text(err.text) or match_text(err.traceback)
+    allowed = set(_matchable_recipes())
+    for m in matches:
+        if m.recipe in allowed:
+            return m.recipe, m.matched_text
+    return GENERIC, None
+
+
+def _module_type(ctx, name: str) -> str:
+    try:
+        return type(ctx.spec.model.get_submodule(name)).__name__
+    except Exception:  # noqa: BLE001
+        return "?"

@@ -1,0 +1,163 @@
+"""model.output: are the outputs what the loss expects?
+
+Finite; head size vs the number of classes; segmentation output size vs the masks;
+probabilities fed to a logits loss (softmax twice); logits clipped by a final ReLU; output and
+target shapes that the loss silently broadcasts (PyTorch's own warning is captured too).
+"""
+from __future__ import annotations
+
+import torch
+
+from cvdoctor.registry import register
+
+from ._model_basics import (Problem, class_index_targets, fold, loss_info, main_output,
+                            targets_tensor, valid_labels)
+
+TITLE = "Model outputs"
+RECIPES = ["nonfinite-outputs", "head-size-mismatch", "segmentation-output-size", "softmax-twice",
+           "clipped-logits", "loss-broadcast-shape"]
+BROADCAST_WARNING = "that is different to the input size"
+MIN_VALUES_FOR_SHAPE_OF_VALUES = 8  # below this, "all outputs in (0, 1)" can be chance
+CLIPPED_ZERO_FRACTION = 0.2
+WIDE_HEAD = 100  # a head this wide with labels that use a tenth of it looks like ImageNet's
+
+
+@register("model.output", title=TITLE, recipes=RECIPES, needs=["base"])
+def check(ctx):
+    from cvdoctor.finding import skipped
+
+    info = loss_info(ctx)
+    if info.kind == "training_step":
+        return skipped(TITLE, "training_step computes the loss itself: the outputs it feeds the "
+                       "loss are not visible to cvdoctor")
+    if ctx.base.forward_error is not None:
+        return skipped(TITLE, "the forward pass raised (see model.forward): no outputs to check")
+    out = main_output(ctx)
+    if out is None:
+        return skipped(TITLE, f"the model returned {type(ctx.base.outputs).__name__}, "
+                       "not tensors")
+    if not out.is_floating_point():
+        return skipped(TITLE, f"the outputs are {out.dtype}, not floating point")
+    y = targets_tensor(ctx)
+    problems: list[Problem] = []
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        problems.append(Problem(
+            "fail", "nonfinite-outputs",
+            f"{bad:,} of {out.numel():,} outputs are NaN/inf on a finite batch at initialization",
+            "Find the layer that overflows (log/sqrt/division of 0, exp of large values, a custom "
+            "init) with torch.autograd.set_detect_anomaly or forward hooks.",
+            {"nonfinite_outputs": bad}))
+    else:
+        problems += broadcast_problems(ctx.base.warnings, out, y, info.kind)
+        if info.kind in ("ce", "nll"):
+            problems += _classification_problems(ctx, out, y, info)
+        elif info.kind == "bce_logits":
+            problems += _probability_problems(out, info.name, dim=None)
+            problems += _clipped(out, info.name)
+    k = out.shape[1] if out.dim() >= 2 else 1
+    msg = f"outputs {tuple(out.shape)}, finite, range [{float(out.min()):.3g}, " \
+          f"{float(out.max()):.3g}]" if not bad else ""
+    return fold(TITLE, problems, msg, output_shape=list(out.shape), output_width=k,
+                loss=info.name)
+
+
+def broadcast_problems(warnings: list[str], out, y, kind: str) -> list[Problem]:
+    """Output/target shapes that a loss broadcasts to a bigger shape without raising."""
+    hit = next((w for w in warnings if BROADCAST_WARNING in w), None)
+    expands = False
+    if hit is None and y is not None and kind in ("regression", "bce", "bce_logits", "custom"):
+        if y.is_floating_point() and tuple(out.shape) != tuple(y.shape):
+            try:
+                joint = torch.broadcast_shapes(out.shape, y.shape)
+                expands = torch.Size(joint).numel() > max(out.numel(), y.numel())
+            except RuntimeError:
+                expands = False
+    if hit is None and not expands:
+        return []
+    shapes = f"output {tuple(out.shape)} vs target {tuple(y.shape)}" if y is not None else ""
+    return [Problem(
+        "fail", "loss-broadcast-shape",
+        f"the loss broadcasts {shapes} into a bigger shape: every output is compared with every "
+        "target" + (f" (PyTorch: {hit.split(': ', 1)[-1][:120]})" if hit else ""),
+        "Make the shapes equal: loss_fn(out.squeeze(1), y) or loss_fn(out, y.unsqueeze(1)).",
+        {"warning": hit, "output_shape": list(out.shape),
+         "target_shape": list(y.shape) if y is not None else None})]
+
+
+def _classification_problems(ctx, out, y, info) -> list[Problem]:
+    problems: list[Problem] = []
+    if out.dim() < 2:
+        return problems
+    k = out.shape[1]
+    hint = ctx.spec.num_classes
+    if hint is not None and k != hint:
+        problems.append(Problem(
+            "fail", "head-size-mismatch",
+            f"the head has {k} outputs but the data has {hint} classes",
+            f"Replace the head with {hint} outputs (e.g. model.fc = nn.Linear(in_features, "
+            f"{hint})) before building the optimizer.",
+            {"head_outputs": k, "num_classes": hint}))
+    elif hint is None and y is not None and class_index_targets(out, y) and y.dim() == 1:
+        labels = valid_labels(y.long(), info.ignore_index)
+        if (k >= WIDE_HEAD and labels.numel() >= 8 and int(labels.min()) >= 0
+                and int(labels.max()) + 1 <= k // 10):
+            problems.append(Problem(
+                "warn", "head-size-mismatch",
+                f"the head has {k} outputs but the {labels.numel()} labels only use 0.."
+                f"{int(labels.max())} (fine only if the other classes exist in the dataset; "
+                "pass num_classes to be sure)",
+                "Size the head to your classes (e.g. nn.Linear(in_features, num_classes)).",
+                {"head_outputs": k, "max_label": int(labels.max())}))
+    if y is not None and out.dim() >= 3 and y.dim() == out.dim() - 1 and not y.is_floating_point():
+        if tuple(out.shape[2:]) != tuple(y.shape[1:]):
+            factor = [round(t / o, 3) if o else None for o, t in zip(out.shape[2:], y.shape[1:])]
+            problems.append(Problem(
+                "fail", "segmentation-output-size",
+                f"the output is {'x'.join(map(str, out.shape[2:]))} per image but the masks are "
+                f"{'x'.join(map(str, y.shape[1:]))} (masks/output = {factor})",
+                "Make the decoder undo every downsampling (same padding, one upsample per "
+                "pool), or resize logits: F.interpolate(out, size=mask.shape[-2:]).",
+                {"output_spatial": list(out.shape[2:]), "mask_spatial": list(y.shape[1:])}))
+    problems += _probability_problems(out, info.name, dim=1, log=info.kind == "nll")
+    if info.kind == "ce":
+        problems += _clipped(out, info.name)
+    return problems
+
+
+def _probability_problems(out, loss_name: str, dim: int | None, log: bool = False) -> list[Problem]:
+    """Outputs that are already probabilities (softmax or sigmoid) where the loss applies its own."""
+    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES:
+        return []
+    if dim is None:
+        is_prob = bool(((out > 0) & (out < 1)).all())
+        what = "all in (0, 1): sigmoid outputs"
+    else:
+        sums = out.sum(dim=dim)
+        is_prob = bool((out >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums),
+                                                                   atol=1e-3))
+        what = f"non-negative and sum to 1 over dim {dim}: softmax outputs"
+    if not is_prob:
+        return []
+    expects = "log-probabilities" if log else "raw logits"
+    return [Problem(
+        "fail", "softmax-twice",
+        f"the outputs are {what}, but {loss_name} expects {expects}: gradients vanish as "
+        "predictions sharpen",
+        "Return logits from forward (drop the final softmax/sigmoid); apply it only at "
+        "inference." if not log else "Return log_softmax from forward, not softmax.",
+        {"probability_outputs": True})]
+
+
+def _clipped(out, loss_name: str) -> list[Problem]:
+    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES or float(out.min()) < 0:
+        return []
+    zeros = float((out == 0).float().mean())
+    if zeros < CLIPPED_ZERO_FRACTION:
+        return []
+    return [Problem(
+        "fail", "clipped-logits",
+        f"no output is negative and {zeros:.0%} are exactly 0: a ReLU after the last layer "
+        f"clips the logits {loss_name} needs",
+        "Remove the activation after the final Linear/Conv: the head must return raw logits.",
+        {"zero_fraction": round(zeros, 4)})]
