@@ -204,6 +204,11 @@ def explain(recipe_or_text, list_, file_, as_json):
     sys.exit(exitcodes.OK)
 
 
+from cvdoctor.cli_model import model as _model_command  # noqa: E402 - needs cli's helpers
+
+cli.add_command(_model_command)
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="cvdoctor")
