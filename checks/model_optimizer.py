@@ -1,0 +1,176 @@
+"""model.optimizer: does the optimizer hold every trainable parameter, and does a step move them?
+
+Coverage is judged on the user's optimizer instance by identity (`id()` of each parameter); the
+step runs on a copy with the optimizer rebuilt by `ctx.build_optimizer`.
+"""
+from __future__ import annotations
+
+import torch
+
+from cvdoctor.finding import Finding, failed, passed, skipped, warned
+from cvdoctor.model.context import rng_guard
+from cvdoctor.registry import register
+
+from cvdoctor.checks.model_gradients import (collapse_modules, fmt_int, name_list, param_owners,
+                                             plural)
+
+TITLE = "Optimizer covers and moves the parameters"
+RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-updating"]
+
+
+@register("model.optimizer", title=TITLE, recipes=RECIPES, needs=["base"])
+def check(ctx) -> Finding | list[Finding]:
+    spec = ctx.spec
+    model = spec.model
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not trainable:
+        return skipped(TITLE, "the model has no trainable parameters (model.gradients reports it)")
+
+    findings: list[Finding] = []
+    if spec.optimizer is not None:
+        source = f"the given {type(spec.optimizer).__name__}"
+        findings.extend(_coverage(ctx, trainable))
+    elif spec.optimizer_factory is not None:
+        source = "the optimizer built by the given factory (it gets all parameters)"
+    else:
+        source = "no optimizer given: the default Adam(lr=1e-3)"
+
+    missing = set(findings[0].evidence.get("parameters", [])) if findings and \
+        findings[0].recipe == "optimizer-missing-params" else set()
+    moved = _step_moves(ctx, trainable, skip=missing)
+    if isinstance(moved, Finding):
+        if moved.is_problem or not findings:  # a pass/skip note adds nothing next to a problem
+            findings.append(moved)
+    if findings:
+        for f in findings:
+            f.evidence.setdefault("optimizer_source", source)
+        return findings
+    return passed(TITLE, f"{source}: holds all {len(trainable)} trainable tensors and one step "
+                  f"moves every one that has a gradient ({moved})", optimizer_source=source)
+
+
+def _coverage(ctx, trainable) -> list[Finding]:
+    model, opt = ctx.spec.model, ctx.spec.optimizer
+    in_opt = {id(p): (gi, p) for gi, g in enumerate(opt.param_groups) for p in g["params"]}
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    loss_params = set()
+    loss_fn = ctx.spec.loss_fn
+    if isinstance(loss_fn, torch.nn.Module):  # learnable loss terms belong in the optimizer too
+        loss_params = {id(p) for p in loss_fn.parameters()}
+
+    missing = [n for n, p in trainable.items() if id(p) not in in_opt]
+    stale = [(gi, p) for pid, (gi, p) in in_opt.items() if pid not in by_id and
+             pid not in loss_params]
+    n_trainable = sum(p.numel() for p in trainable.values())
+    out: list[Finding] = []
+    stale_desc = [f"group {gi}: {tuple(p.shape)}" for gi, p in stale]
+    n_stale = sum(p.numel() for _, p in stale)
+
+    if missing:
+        owners = param_owners(model)
+        missing_set = set(missing)
+
+        def covered(prefix: str) -> bool:
+            ps = [f"{prefix}.{n}" for n, p in model.get_submodule(prefix).named_parameters()
+                  if p.requires_grad]
+            return bool(ps) and all(p in missing_set for p in ps)
+
+        modules = collapse_modules({owners[n] for n in missing if owners.get(n)}, covered)
+        root_params = [n for n in missing if not owners.get(n)]
+        names = modules + root_params
+        n_missing = sum(trainable[n].numel() for n in missing)
+        replaced = (f"; the optimizer instead holds {plural(len(stale), 'tensor')} "
+                    f"({fmt_int(n_stale)} parameters) that are no longer in the model: "
+                    f"replaced after the optimizer was built" if stale else "")
+        out.append(failed(
+            TITLE, f"{name_list(names)} ({plural(len(missing), 'tensor')}, {fmt_int(n_missing)} of "
+            f"{fmt_int(n_trainable)} trainable parameters) {'is' if len(names) == 1 else 'are'} "
+            f"not in the optimizer: they get "
+            f"gradients but never change{replaced}",
+            "Build the optimizer after the last change to the model (replacing the head, "
+            "unfreezing): `optimizer = Adam(model.parameters(), ...)` at the end.",
+            "optimizer-missing-params", modules=names, parameters=missing,
+            missing_parameters=n_missing, stale=stale_desc, stale_parameters=n_stale))
+    elif stale:
+        out.append(warned(
+            TITLE, f"the optimizer holds {plural(len(stale), 'tensor')} ({fmt_int(n_stale)} parameters) "
+            f"that are not in the model ({', '.join(stale_desc[:3])}); fine only if it also "
+            f"trains another module on purpose (a discriminator, a learnable loss)",
+            "Rebuild the optimizer from the model you train: `Adam(model.parameters(), ...)`.",
+            "optimizer-stale-params", stale=stale_desc, stale_parameters=n_stale))
+    return out
+
+
+def _step_moves(ctx, trainable, skip: set[str]) -> Finding | str:
+    """One step on a copy: trainable params with a non-zero gradient must change."""
+    with rng_guard(ctx.seed):
+        model = ctx.copy_model(train=True)
+        try:
+            opt = ctx.build_optimizer(model)
+        except Exception as exc:  # noqa: BLE001 - a factory that breaks on the copy
+            return skipped(TITLE, f"could not rebuild the optimizer on a copy: "
+                           f"{type(exc).__name__}: {exc}")
+        params = dict(model.named_parameters())
+        x, y = ctx.batch()
+
+        def closure():
+            opt.zero_grad()
+            _, loss = ctx.compute_loss(model, x, y)
+            loss.backward()
+            return loss
+
+        try:
+            closure()
+        except Exception as exc:  # noqa: BLE001 - model.forward/gradients report it
+            return skipped(TITLE, f"no step to judge: forward/backward raised "
+                           f"{type(exc).__name__} (see model.forward, model.gradients)")
+        before = {n: p.detach().clone() for n, p in params.items() if n in trainable}
+        with_grad = {n for n in before if params[n].grad is not None
+                     and params[n].grad.any() and torch.isfinite(params[n].grad).all()}
+        try:
+            opt.step()
+        except Exception:  # noqa: BLE001 - LBFGS and friends need a closure
+            opt.step(closure)
+    lr_of = {}
+    for gi, g in enumerate(opt.param_groups):
+        for p in g["params"]:
+            lr_of[id(p)] = (gi, g.get("lr"), g.get("initial_lr"))
+    judged = [n for n in with_grad if n not in skip]
+    frozen_moves = [n for n in judged if torch.equal(before[n], params[n].detach())]
+    if not judged:
+        return skipped(TITLE, "no trainable parameter has a non-zero finite gradient "
+                       "(model.gradients says why)")
+    if not frozen_moves:
+        return f"{len(judged)} of {len(judged)}"
+
+    warmup = [n for n in frozen_moves if lr_of.get(id(params[n]), (0, None, None))[1] == 0
+              and (lr_of[id(params[n])][2] or 0) > 0]
+    stuck = [n for n in frozen_moves if n not in warmup]
+    groups = sorted({lr_of[id(params[n])][0] for n in stuck if id(params[n]) in lr_of})
+    lrs = {gi: opt.param_groups[gi].get("lr") for gi in groups}
+    n_stuck = sum(params[n].numel() for n in stuck)
+    n_all = sum(params[n].numel() for n in judged)
+    if not stuck:
+        return passed(TITLE, f"{len(warmup)} tensors do not move at step 0 because a scheduler "
+                      f"warmup starts at lr=0 (initial_lr > 0); they will move once it ramps up",
+                      warmup_parameters=warmup)
+    zero_lr = [gi for gi in groups if lrs[gi] == 0]
+    first = sorted(stuck, key=list(trainable).index)[0]
+    msg = (f"{len(stuck)} of {len(judged)} tensors with a non-zero gradient "
+           f"({fmt_int(n_stuck)} of {fmt_int(n_all)} parameters), first `{first}`, "
+           f"are bit-identical after one {type(opt).__name__} step")
+    evidence = dict(parameters=sorted(stuck), group_lrs={str(k): v for k, v in lrs.items()},
+                    optimizer=type(opt).__name__)
+    if not zero_lr:
+        return warned(TITLE, msg + f" although lr={lrs[groups[0]] if groups else '?'} > 0: "
+                      f"the update is lost below float precision (tiny gradients, see "
+                      f"model.gradients) or cancelled by the optimizer's settings",
+                      "Fix the gradient scale first (model.gradients); with SGD, a larger lr or "
+                      "Adam makes small gradients count.", "params-not-updating", **evidence)
+    msg += " (" + ", ".join(f"param group {gi} has lr=0" for gi in zero_lr) + ")"
+    fix = ("Give every param group a learning rate > 0 (`lr=1e-3`); freeze on purpose with "
+           "`requires_grad_(False)`, not with lr=0.")
+    if len(stuck) == len(judged):
+        return failed(TITLE, msg + ": nothing trains", fix, "params-not-updating", **evidence)
+    return warned(TITLE, msg + " (fine only if that group is meant to stay fixed)", fix,
+                  "params-not-updating", **evidence)
