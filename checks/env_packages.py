@@ -29,6 +29,11 @@ def optional_fact(ctx, name: str) -> dict:
         return {}
 
 
+def reinstall(install: str) -> str:
+    """'pip install timm' -> 'pip install --force-reinstall timm'."""
+    return install.replace("pip install ", "pip install --force-reinstall ", 1)
+
+
 def _name(info: dict) -> str:
     return "opencv (cv2)" if info["module"] == "cv2" else info["module"]
 
@@ -42,7 +47,7 @@ def missing_finding(info: dict, evidence: dict):
         return warned(TITLE, f"{_name(info)}: {dist} is recorded as installed but "
                       f"`import {module}` cannot find it"
                       + (f" ({info['error']})" if info.get("error") else ""),
-                      f"{install} --force-reinstall", recipe, **evidence)
+                      reinstall(install), recipe, **evidence)
     why = f" ({info['error']})" if info.get("error") else ""
     return warned(TITLE, f"{_name(info)} is not installed{why}; needed for "
                   f"{USED_FOR[module]}", install, recipe, **evidence)
@@ -56,7 +61,7 @@ def import_failure(info: dict, result: dict, evidence: dict):
         return failed(TITLE, f"torchvision{version} is installed but `import torchvision` fails: "
                       f"{error}", PAIR_FIX, MISMATCH, **evidence)
     return failed(TITLE, f"{_name(info)}{version} is installed but `import {module}` fails: "
-                  f"{error}", f"{info['install']} --force-reinstall", MISSING_RECIPE[module],
+                  f"{error}", reinstall(info["install"]), MISSING_RECIPE[module],
                   **evidence)
 
 
