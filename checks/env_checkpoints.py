@@ -212,6 +212,8 @@ def check(ctx) -> Finding:
     places = [p["path"] for p in facts.get("places", [])]
     files = facts.get("files", [])
     extra = {"places": facts.get("places", []), "deep": facts.get("deep", False)}
+    if facts.get("ultralytics_settings"):
+        extra["ultralytics_settings"] = facts["ultralytics_settings"]
     if facts.get("capped"):
         extra["note"] = f"stopped after {facts.get('max_files')} files"
     # A .bin that is neither zip, pickle nor safetensors is some other program's data, not a

@@ -517,3 +517,80 @@ def test_cli_json_reports_the_failing_checkpoint(ckdir):
     statuses = {pathlib.Path(r["path"]).name: r["status"] for r in finding["evidence"]["files"]}
     assert statuses == {"resnet18-f37072fd.pth": "fail", "ok.pt": "pass"}
     assert "1 ok, of 2 checkpoints" in finding["message"]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script/save are deprecated
+def test_torchscript_archive_passes_without_being_unpickled(ckdir):
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    torch.jit.save(scripted, str(ckdir / "scripted.pt"))
+    f = run(ckdir)
+    assert f.status == "pass", f.message
+    assert "TorchScript archive (torch.jit.load), not loaded" in f.message
+    assert row(f, "scripted.pt")["format"] == "torchscript"
+
+
+# --- the recipes explain the real error text -----------------------------------------------------
+
+WEIGHTS_ONLY = ("_pickle.UnpicklingError: Weights only load failed. In PyTorch 2.6, we changed "
+                "the default value of the `weights_only` argument in `torch.load` from `False` to "
+                "`True`. Re-running `torch.load` with `weights_only` set to `False` will likely "
+                "succeed, but it can result in arbitrary code execution.\n")
+
+
+@pytest.mark.parametrize("text,recipe", [
+    ("RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central "
+     "directory", "checkpoint-truncated"),
+    ("RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central "
+     "directory. This is an internal miniz error. If you are seeing this error, there is a high "
+     "likelihood that your checkpoint file is corrupted.", "checkpoint-truncated"),
+    ("RuntimeError: unexpected EOF, expected 4733 more bytes. The file might be corrupted.",
+     "checkpoint-truncated"),
+    ("  File \".../torch/serialization.py\", line 1384, in _legacy_load\n"
+     "    magic_number = pickle_module.load(f, **pickle_load_args)\nEOFError: Ran out of input",
+     "checkpoint-truncated"),
+    ("_pickle.UnpicklingError: invalid load key, '<'.", "checkpoint-not-a-checkpoint"),
+    ("_pickle.UnpicklingError: invalid load key, 'v'.", "checkpoint-not-a-checkpoint"),
+    (WEIGHTS_ONLY + "Please file an issue with the following so that we can make `weights_only="
+     "True` compatible with your use case: WeightsUnpickler error: \n\nUnsupported operand 60\n",
+     "checkpoint-not-a-checkpoint"),
+    (WEIGHTS_ONLY + "WeightsUnpickler error: \n\nUnsupported operand 118\n",
+     "checkpoint-not-a-checkpoint"),
+    ("RuntimeError: PytorchStreamReader failed reading zip archive: file in archive is not in a "
+     "subdirectory: data.pkl", "checkpoint-not-a-checkpoint"),
+    ('RuntimeError: invalid hash value (expected "f37072fd", got '
+     '"3c1e0b6a9d8e2f04b5a1c7d9e3f20b6a1c7d9e3f20b6a1c7d9e3f20b6a1c7d9e")',
+     "checkpoint-hash-mismatch"),
+    ("ERROR: SHA256 checksum mismatch for yolov8n.pt", "checkpoint-hash-mismatch"),
+    (WEIGHTS_ONLY + "\nTrying to load unsupported GLOBAL posix.system whose module posix is "
+     "blocked.\n", "checkpoint-unsafe-pickle"),
+    (WEIGHTS_ONLY + "WeightsUnpickler error: Unsupported global: GLOBAL builtins.eval was not an "
+     "allowed global by default.", "checkpoint-unsafe-pickle"),
+    (WEIGHTS_ONLY + "\tWeightsUnpickler error: Unsupported global: GLOBAL "
+     "numpy.core.multiarray._reconstruct was not an allowed global by default. Please use "
+     "`torch.serialization.add_safe_globals([_reconstruct])` or the "
+     "`torch.serialization.safe_globals([_reconstruct])` context manager to allowlist this global",
+     "checkpoint-load-failed"),
+    (WEIGHTS_ONLY + "WeightsUnpickler error: Unsupported global: GLOBAL argparse.Namespace was "
+     "not an allowed global by default.", "checkpoint-load-failed"),
+    ("RuntimeError: PytorchStreamReader failed reading zip archive: Attempted to read a PyTorch "
+     "file with version 20, but the maximum supported version for reading is 13. Your PyTorch "
+     "installation may be too old.", "checkpoint-load-failed"),
+])
+def test_recipe_patterns_match_real_messages(text, recipe):
+    from cvdoctor.catalog import match_text
+
+    matches = match_text(text)
+    assert matches and matches[0].recipe == recipe, [(m.recipe, m.score) for m in matches]
+
+
+@pytest.mark.parametrize("text", [
+    "KeyError: 'lr'",
+    "FileNotFoundError: [Errno 2] No such file or directory: 'data/train.csv'",
+    "OSError: [Errno 28] No space left on device",
+    "RuntimeError: Error(s) in loading state_dict for ResNet:\n\tMissing key(s) in state_dict: "
+    "\"fc.weight\"",
+])
+def test_checkpoint_recipes_stay_out_of_unrelated_errors(text):
+    from cvdoctor.catalog import match_text
+
+    assert not [m.recipe for m in match_text(text) if m.recipe.startswith("checkpoint-")]

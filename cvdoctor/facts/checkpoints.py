@@ -135,6 +135,13 @@ def search_places(options: EnvOptions) -> list[dict[str, Any]]:
     return places
 
 
+def ultralytics_settings_note() -> str:
+    """Where ultralytics' settings were looked for, when none was found (YOLO then downloads
+    its weights into the current directory, which is searched anyway)."""
+    return "no weights_dir in " + ", ".join(str(d / "settings.json")
+                                             for d in ultralytics_config_dirs())
+
+
 def discover(places: list[dict[str, Any]]) -> tuple[list[tuple[Path, str]], bool]:
     found: list[tuple[Path, str]] = []
     seen: set[str] = set()
@@ -257,18 +264,22 @@ def inspect_zip(path: Path, size: int) -> dict[str, Any]:
         names = [i.filename for i in infos]
         pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
         out["not_in_subdirectory"] = [n for n in names if "/" not in n][:5]
-        if pkls:
+        if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+            # TorchScript: its pickles name __torch__ classes that torch.jit.load resolves from
+            # the archive's own TorchScript code; Python's unpickler never sees them.
+            out["format"] = "torchscript"
+            out["pickles"] = []
+        elif pkls:
             out["format"] = "torch-zip"
             out["data_pkl"] = pkls[0]
             out["pickles"] = [pkls[0]]
-        elif any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
-            out["format"] = "torchscript"
-            out["pickles"] = [n for n in names if n.endswith(".pkl")]
         else:
             out["format"] = "plain-zip"
             out["pickles"] = []
         out["version"] = _read_member(zf, names, "/version")
-        out["pickle"] = merge_scans([scan_pickle(_read_pickle_member(zf, n)) for n in out["pickles"]])
+        if out["pickles"]:
+            out["pickle"] = merge_scans([scan_pickle(_read_pickle_member(zf, n))
+                                         for n in out["pickles"]])
     return out
 
 
@@ -682,4 +693,6 @@ def gather(options: EnvOptions) -> dict[str, Any]:
                            "capped": capped, "hash_cache": str(cache_file())}
     if cache_note:
         out["hash_cache_note"] = cache_note
+    if not any(p["place"] == "ultralytics" for p in places):
+        out["ultralytics_settings"] = ultralytics_settings_note()
     return out
