@@ -127,6 +127,9 @@ class ModelCheckItem(pytest.Item):
             warnings.warn_explicit(CvdoctorWarning(text), CvdoctorWarning, target.target, 0)
             return
         if all(f.status == "skip" for f in findings):
+            from pytest_cvdoctor.plugin import SKIP_AT_ITEM
+
+            self.stash[SKIP_AT_ITEM] = True
             pytest.skip(f"cvdoctor {self.check_id}: {findings[0].message}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:

@@ -109,7 +109,8 @@ class CvdoctorSession:
 
 
 _SESSION = pytest.StashKey[CvdoctorSession]()
-_SKIPPED_BY_REQUIREMENT = pytest.StashKey[bool]()
+# Set on an item whose skip should be reported at the item, not where pytest.skip was called.
+SKIP_AT_ITEM = pytest.StashKey[bool]()
 _PREVIOUS_DEFAULTS = pytest.StashKey[dict]()
 
 
@@ -245,7 +246,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if not unmet:
         return
     reason = "cvdoctor_requires: " + "; ".join(str(u) for u in unmet)
-    item.stash[_SKIPPED_BY_REQUIREMENT] = True
+    item.stash[SKIP_AT_ITEM] = True
     if state.strict:
         pytest.fail(reason + " [--cvdoctor-strict]", pytrace=False)
     pytest.skip(reason)
@@ -270,7 +271,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         collector = ModelTarget.for_session(
             session, target, base, check_ids=check_ids, budget=state.budget, strict=state.strict,
             input_shape=state.input_shape, num_classes=state.num_classes)
-        items.extend(collector.collect())
+        # genitems sends the usual collection hooks, so "collected N items" counts these too.
+        items.extend(session.genitems(collector))
 
 
 # --- failure explanations -------------------------------------------------------------------
@@ -280,11 +282,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if call.excinfo is None or call.when not in ("setup", "call"):
         return  # passing tests pay nothing
     report = outcome.get_result()
-    if report.skipped and item.stash.get(_SKIPPED_BY_REQUIREMENT, False) \
+    if report.skipped and item.stash.get(SKIP_AT_ITEM, False) \
             and isinstance(report.longrepr, tuple):
         # Point the skip at the test, as pytest does for skipif, not at this plugin.
         path, line = item.reportinfo()[:2]
-        report.longrepr = (str(path), (line or 0) + 1, report.longrepr[2])
+        report.longrepr = (str(path), None if line is None else line + 1, report.longrepr[2])
     if not report.failed:
         return
     state = item.config.stash.get(_SESSION, None)
