@@ -1,5 +1,6 @@
-"""env.packages: the optional CV packages are present, versioned and importable, and torchvision's
-compiled ops really run against this torch (read from the torch probe, not guessed from versions)."""
+"""env.packages: the optional CV packages are present, versioned and importable, and
+torchvision's compiled ops really run against this torch (the torch probe says so; versions are
+evidence, never the verdict)."""
 from __future__ import annotations
 
 from cvdoctor.finding import failed, passed, warned

@@ -1,4 +1,5 @@
-"""env.shm: /dev/shm is large enough for DataLoader workers; --deep pushes real batches through it."""
+"""env.shm: /dev/shm is large enough for DataLoader workers; --deep pushes real batches
+through it."""
 from __future__ import annotations
 
 from cvdoctor.facts.resources import human_bytes

@@ -1,4 +1,4 @@
-"""env.shm: /dev/shm against what DataLoader workers need; real 64 MiB tmpfs faults under unshare."""
+"""env.shm: /dev/shm against what DataLoader workers need; a real 64 MiB tmpfs under unshare."""
 from __future__ import annotations
 
 import json

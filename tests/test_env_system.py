@@ -502,3 +502,78 @@ def test_system_checks_do_not_import_torch_in_the_main_process():
                            "--json"], capture_output=True, text=True, cwd=REPO, timeout=180)
     assert proc.returncode in (0, 1), proc.stderr
     assert "TORCH_IN_MAIN=False" in proc.stderr
+
+
+def test_deep_import_that_kills_the_interpreter_is_reported(tmp_path, monkeypatch):
+    from cvdoctor.facts.packages import import_in_subprocess
+
+    write(tmp_path / "lap/__init__.py", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    result = import_in_subprocess("lap", timeout_s=60)
+    assert result["imported"] is False
+    assert "did not finish (signal, SIGSEGV)" in result["error"]
+
+
+# ---- the error texts these checks' recipes answer (`cvdoctor explain`) -------------------------
+
+@pytest.mark.parametrize("recipe,text", [
+    ("shm-docker-ipc", "RuntimeError: unable to allocate shared memory(shm) for file "
+                       "</torch_7961_644840744_1>: No space left on device (28)"),
+    ("shm-docker-ipc", "ERROR: Unexpected bus error encountered in worker. This might be caused "
+                       "by insufficient shared memory (shm)."),
+    ("shm-docker-ipc", "RuntimeError: DataLoader worker (pid 1234) is killed by signal: Bus "
+                       "error. It is possible that dataloader's workers are out of shared "
+                       "memory. Please try to raise your shared memory limit."),
+    ("shm-docker-ipc", "RuntimeError: unable to write to file </torch_18_1234_5678>: No space "
+                       "left on device (28)"),
+    ("shm-docker-ipc", "RuntimeError: error executing torch_shm_manager at \"/usr/lib/python3/"
+                       "torch/bin/torch_shm_manager\": No space left on device"),
+    ("torchvision-torch-mismatch", "RuntimeError: operator torchvision::nms does not exist"),
+    ("torchvision-torch-mismatch", "RuntimeError: Couldn't load custom C++ ops. This can happen "
+                                   "if your PyTorch and torchvision versions are incompatible, "
+                                   "or if you had errors while compiling torchvision from source."),
+    ("torchvision-torch-mismatch", "OSError: /usr/lib/python3.10/site-packages/torchvision/"
+                                   "_C.so: undefined symbol: _ZN3c1017RegisterOperatorsD1Ev"),
+    ("torchvision-torch-mismatch", "NotImplementedError: Could not run 'torchvision::nms' with "
+                                   "arguments from the 'CUDA' backend."),
+    ("platform-python-unsupported", "ERROR: Could not find a version that satisfies the "
+                                    "requirement torch (from versions: none)"),
+    ("resources-few-cpus", "UserWarning: This DataLoader will create 8 worker processes in "
+                           "total. Our suggested max number of worker in current system is 2, "
+                           "which is smaller than what this DataLoader is going to create."),
+    ("resources-low-memory", "RuntimeError: DataLoader worker (pid 4321) is killed by signal: "
+                             "Killed."),
+    ("resources-low-disk", "OSError: [Errno 28] No space left on device: '/root/.cache/torch/"
+                           "hub/checkpoints/sam_vit_h_4b8939.pth'"),
+    ("resources-open-files-limit", "OSError: [Errno 24] Too many open files"),
+    ("resources-open-files-limit", "RuntimeError: received 0 items of ancdata"),
+    ("hub-cache-unwritable", "PermissionError: [Errno 13] Permission denied: '/home/me/.cache/"
+                             "huggingface/hub/models--timm--vit_base_patch16_224'"),
+    ("hub-offline-no-cache", "OSError: We have no connection or you passed local_files_only=True "
+                             "and we cannot find the requested files in the local cache."),
+    ("hub-offline-no-cache", "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the "
+                             "requested files in the disk cache and outgoing traffic has been "
+                             "disabled."),
+])
+def test_recipe_patterns_match_real_messages(recipe, text):
+    from cvdoctor.catalog import match_text
+
+    ranked = [m.recipe for m in match_text(text)]
+    if recipe == "resources-low-memory":
+        # A killed worker has other causes too; the general dataloader recipe may rank first.
+        assert recipe in ranked, ranked
+    else:
+        assert ranked and ranked[0] == recipe, ranked
+
+
+@pytest.mark.parametrize("text", [
+    "OSError: [Errno 28] No space left on device: '/data/logs/run.txt'",
+    "PermissionError: [Errno 13] Permission denied: '/etc/shadow'",
+    "RuntimeError: DataLoader worker (pid 99) exited unexpectedly with exit code 1",
+])
+def test_unrelated_errors_do_not_claim_these_recipes(text):
+    from cvdoctor.catalog import match_text
+
+    mine = {"shm-docker-ipc", "resources-low-disk", "hub-cache-unwritable",
+            "resources-open-files-limit", "resources-low-memory"}
+    assert not {m.recipe for m in match_text(text)} & mine

@@ -146,9 +146,10 @@ def import_in_subprocess(module: str, timeout_s: float) -> dict:
         reason = probe.get("reason", "exit")
         detail = probe.get("signal") or probe.get("returncode")
         tail = (probe.get("stderr") or "").strip().splitlines()[-3:]
-        return {"imported": False, "error": f"import {module} did not finish ({reason}"
-                f"{', ' + str(detail) if detail else ''})" + (": " + " | ".join(tail) if tail else ""),
-                "probe": probe}
+        error = f"import {module} did not finish ({reason}{', ' + str(detail) if detail else ''})"
+        if tail:
+            error += ": " + " | ".join(tail)
+        return {"imported": False, "error": error, "probe": probe}
     return {"imported": out["imported"], "error": out.get("error"), "version": out.get("version"),
             "file": out.get("file"), "duration_s": probe.get("duration_s")}
 
