@@ -23,7 +23,10 @@ def _matchable_recipes() -> list[str]:
         return []
 
 
-@register("model.forward", title=TITLE, recipes=[GENERIC, *_matchable_recipes()], needs=["base"])
+RECIPES = [GENERIC, *_matchable_recipes()]  # fixed at import: what the registration allows
+
+
+@register("model.forward", title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     base = ctx.base
     err, stage = ((base.forward_error, "forward") if base.forward_error is not None
@@ -60,10 +63,12 @@ def check(ctx):
 
 
 def _recipe_for(err) -> tuple[str, str | None]:
-    matches = match_text(err.text) or match_text(err.traceback)
-    allowed = set(_matchable_recipes())
+    try:
+        matches = match_text(err.text) or match_text(err.traceback)
+    except Exception:  # noqa: BLE001 - a broken recipe file must not hide the user's error
+        return GENERIC, None
     for m in matches:
-        if m.recipe in allowed:
+        if m.recipe in RECIPES and m.recipe != GENERIC:
             return m.recipe, m.matched_text
     return GENERIC, None
 

@@ -1,0 +1,2 @@
+"""Raises while being imported (a missing data file, say)."""
+open("/nonexistent/cvdoctor/labels.csv")
