@@ -311,6 +311,37 @@ def test_malicious_raw_pickle_fails_and_payload_never_runs(ckdir, tmp_path):
     assert not marker.exists()
 
 
+class NestedTorchBytes:
+    """What pickle.dump of a tensor writes: torch.save bytes handed to _load_from_bytes, which
+    torch.load()s them with weights_only=False."""
+
+    def __init__(self, blob):
+        self.blob = blob
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+def test_payload_hidden_in_nested_torch_bytes_of_a_plain_pickle_fails(ckdir, tmp_path):
+    import io
+
+    marker = tmp_path / "PAYLOAD-RAN"
+    buf = io.BytesIO()
+    torch.save({"x": OsSystemPayload(marker)}, buf)
+    (ckdir / "nested.pkl.pt").write_bytes(pickle.dumps(NestedTorchBytes(buf.getvalue())))
+    f = run(ckdir)
+    assert (f.status, f.recipe) == ("fail", "checkpoint-unsafe-pickle")
+    assert "posix.system" in f.message or "os.system" in f.message
+    assert not marker.exists()
+
+
+def test_plain_pickle_of_a_state_dict_warns_but_is_not_called_unsafe(ckdir):
+    (ckdir / "pickled.pth").write_bytes(pickle.dumps(state_dict()))
+    f = run(ckdir)
+    assert (f.status, f.recipe) == ("warn", "checkpoint-load-failed")
+    assert "torch.storage._load_from_bytes" in row(f, "pickled.pth")["globals"]
+
+
 def test_unknown_class_pickle_warns_and_is_not_loaded(ckdir, monkeypatch):
     mod = types.ModuleType("mytrainer")
 
@@ -474,7 +505,7 @@ def test_discovery_covers_cwd_hub_cache_and_ultralytics_weights_dir(tmp_path, is
     ("builtins.getattr", "denied"),
     ("subprocess.Popen", "denied"),
     ("pathlib.Path.touch", "denied"),
-    ("torch.storage._load_from_bytes", "denied"),
+    ("torch.storage._load_from_bytes", "library"),  # its embedded torch.save bytes are scanned
     ("torch.load", "denied"),
     ("__main__.Net", "foreign"),
 ])
@@ -531,6 +562,18 @@ def test_torchscript_archive_passes_without_being_unpickled(ckdir):
 
 # --- the recipes explain the real error text -----------------------------------------------------
 
+def checkpoint_recipes():
+    """The five recipes this check emits, parsed from their files (independent of the rest of
+    the catalog, which the consistency test covers)."""
+    from cvdoctor.catalog import parse_recipe
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "recipes"
+    recipes = [parse_recipe(p.read_text(encoding="utf-8"), p.name)
+               for p in sorted(root.glob("checkpoint-*.md"))]
+    assert len(recipes) == 5
+    return {r.id: r for r in recipes}
+
+
 WEIGHTS_ONLY = ("_pickle.UnpicklingError: Weights only load failed. In PyTorch 2.6, we changed "
                 "the default value of the `weights_only` argument in `torch.load` from `False` to "
                 "`True`. Re-running `torch.load` with `weights_only` set to `False` will likely "
@@ -579,7 +622,7 @@ WEIGHTS_ONLY = ("_pickle.UnpicklingError: Weights only load failed. In PyTorch 2
 def test_recipe_patterns_match_real_messages(text, recipe):
     from cvdoctor.catalog import match_text
 
-    matches = match_text(text)
+    matches = match_text(text, checkpoint_recipes())
     assert matches and matches[0].recipe == recipe, [(m.recipe, m.score) for m in matches]
 
 
@@ -593,4 +636,4 @@ def test_recipe_patterns_match_real_messages(text, recipe):
 def test_checkpoint_recipes_stay_out_of_unrelated_errors(text):
     from cvdoctor.catalog import match_text
 
-    assert not [m.recipe for m in match_text(text) if m.recipe.startswith("checkpoint-")]
+    assert match_text(text, checkpoint_recipes()) == []

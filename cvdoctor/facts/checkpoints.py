@@ -420,7 +420,7 @@ def classify_global(ref: str) -> str:
     module, _, name = ref.rpartition(".")
     if module == "builtins":
         return "library" if name in _BUILTIN_DATA else "denied"
-    if ref in _BENIGN_IN_DENIED:
+    if ref in _BENIGN_IN_DENIED or ref == "torch.storage._load_from_bytes":
         return "library"
     # A qualified name ("pathlib.Path.touch") reaches an attribute: every dotted prefix counts.
     if ref in _DENIED_EXACT or _in(module, _DENIED_MODULES):
@@ -442,7 +442,30 @@ def _global_name(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
-def scan_pickle(stream: BinaryIO, want_first_value: bool = False) -> dict[str, Any]:
+def _scan_nested_torch_bytes(blob: bytes, depth: int) -> list[str]:
+    """Globals inside a torch.save blob embedded in a pickle: pickling a tensor with plain
+    pickle stores its storage as torch.save bytes that torch.storage._load_from_bytes loads with
+    weights_only=False, so a payload could hide there."""
+    try:
+        if blob.startswith(b"PK\x03\x04"):
+            with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+                names = [n for n in zf.namelist() if n.endswith("/data.pkl")]
+                scans = [scan_pickle(io.BytesIO(zf.read(n)), depth=depth + 1) for n in names]
+        else:
+            f = io.BytesIO(blob)
+            scans = [scan_pickle(f, depth=depth + 1) for _ in range(5)]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return ["<unreadable nested torch data>"]
+    if any(sc.get("problem") for sc in scans):
+        return ["<unreadable nested torch data>"]
+    return [g for sc in scans for g in sc.get("globals", [])]
+
+
+_NESTED_MAGIC = (b"PK\x03\x04", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19")
+
+
+def scan_pickle(stream: BinaryIO, want_first_value: bool = False,
+                depth: int = 0) -> dict[str, Any]:
     """Globals one pickle references, from its opcodes alone (pickletools.genops executes
     nothing). STACK_GLOBAL takes its names from the stack, so string pushes and the memo are
     tracked; anything this cannot resolve is reported as '<unresolved STACK_GLOBAL>' (denied)."""
@@ -475,6 +498,11 @@ def scan_pickle(stream: BinaryIO, want_first_value: bool = False) -> dict[str, A
                     refs.add(_global_name(recent[-2], recent[-1]))
                 else:
                     refs.add("<unresolved STACK_GLOBAL>")
+                recent.append(_OTHER)
+            elif name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8") and \
+                    isinstance(arg, bytes) and arg.startswith(_NESTED_MAGIC):
+                refs.update(_scan_nested_torch_bytes(arg, depth) if depth < 2
+                            else ["<nested torch data too deep>"])
                 recent.append(_OTHER)
             elif name in ("EXT1", "EXT2", "EXT4"):
                 refs.add(f"<extension code {arg}>")
@@ -525,6 +553,7 @@ def _load_cache(path: Path) -> dict[str, Any]:
 def _save_cache(path: Path, data: dict[str, Any]) -> str | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in data.items() if os.path.exists(k)}  # forget deleted files
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
@@ -599,8 +628,7 @@ def is_loadable(rec: dict[str, Any]) -> bool:
     else:
         return False
     p = rec.get("pickle") or {}
-    return bool(p.get("globals")) and not p.get("problem") and \
-        not (p.get("library") or p.get("foreign") or p.get("denied"))
+    return not p.get("problem") and not (p.get("library") or p.get("foreign") or p.get("denied"))
 
 
 def _attach_hashes(files: list[dict[str, Any]], deep: bool) -> str | None:
@@ -649,6 +677,8 @@ def _attach_loads(files: list[dict[str, Any]], deep: bool, timeout_s: float) -> 
         return
     # One subprocess pays for `import torch` once; if it dies, retry one file per subprocess so a
     # file that crashes torch is pinned down and the others still get a verdict.
+    # A 2.5 GB SAM file under --deep needs longer than a 40 MB ResNet: allow ~50 MB/s on top.
+    timeout_s = round(timeout_s + sum(r["size"] for r in todo) / 50e6, 1)
     results = _probe_batch(run_probe, todo, timeout_s)
     if results is None:
         for rec in todo:
