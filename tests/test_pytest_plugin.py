@@ -614,12 +614,32 @@ def test_header_and_explanations_under_xdist(pytester):
         def test_b():
             pass
     ''')
+    pytester.makepyfile(off_by_one=OFF_BY_ONE_FILE)
     result = pytester.runpytest_subprocess("-p", "xdist", "-n", "2", "--cvdoctor-env",
-                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, failed=3, errors=1)
+                                           "-p", "no:cacheprovider",
+                                           "--cvdoctor-model", "off_by_one.py",
+                                           "-k", "not model or model.data")
+    result.assert_outcomes(passed=3, failed=4, errors=1)
     out = result.stdout.str()
+    assert "FAILED cvdoctor-model:off_by_one.py::model.data - " in out
     assert "created: 2/2 workers" in out
     assert len(re.findall(r"^cvdoctor env: \d+ checks", out, re.M)) == 1
     assert "more:    cvdoctor explain dtype-mismatch" in out
     assert "more:    cvdoctor explain target-out-of-bounds" in out
     assert len(SECTION.findall(out)) == 3
+
+
+# --- the shipped example --------------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tests"
+
+
+def test_the_example_suite_passes_and_runs_zero_code(pytester):
+    for name in ("my_model.py", "test_my_model.py"):
+        (pytester.path / name).write_text((EXAMPLE / name).read_text())
+    result = pytester.runpytest("-rs", "--cvdoctor-budget", "60")
+    outcome = outcomes(result)
+    assert outcome.get("failed", 0) == 0 and outcome.get("error", 0) == 0
+    assert outcome["passed"] >= 7
+    zero_code = pytester.runpytest("-v", "--cvdoctor-model", "my_model.py",
+                                   "-m", "cvdoctor_model", "-k", "not overfit_batch")
+    zero_code.assert_outcomes(passed=len(all_checks("model")) - 1)
