@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cvdoctor.archcompat import (NATIVE, NONE, PTX, UNKNOWN, check_arch, check_driver,
+from cvdoctor.archcompat import (NATIVE, NONE, PTX, check_arch, check_driver,
                                  cudnn_version_str, ptx_jit_possible, torch_install_command)
 from cvdoctor.finding import FAIL, Finding, failed, passed, skipped, warned
 from cvdoctor.registry import register
 
-from cvdoctor.checks.env_torch import build_text, optional_fact
+from cvdoctor.checks.env_torch import build_text
 
 TITLE = "CUDA and GPU"
 RECIPES = ["no-gpu", "gpu-arch-unsupported", "gpu-arch-ptx-jit", "cuda-driver-too-old",
@@ -187,7 +187,7 @@ def _probe_ran_ok(probe: dict, index: Any) -> bool:
 @register("env.cuda", title=TITLE, recipes=RECIPES, needs=["torch", "gpu", "gpu_probe", "platform"])
 def check(ctx):
     t, gpu = ctx.fact("torch"), ctx.fact("gpu")
-    plat = optional_fact(ctx, "platform")
+    plat = ctx.optional_fact("platform")
     require = bool(getattr(ctx.options, "require_gpu", False))
     evidence: dict[str, Any] = {
         "torch": t.get("version"), "torch_cuda": t.get("cuda"), "arch_list": t.get("arch_list"),

@@ -6,7 +6,6 @@ from typing import Any
 from cvdoctor.finding import passed, skipped, warned
 from cvdoctor.registry import register
 
-from cvdoctor.checks.env_torch import optional_fact
 
 TITLE = "GPU memory"
 # Warn when other processes hold more than this share of a GPU: training would get the rest.
@@ -55,7 +54,7 @@ def device_memory(gpu: dict, t: dict) -> list[dict[str, Any]]:
 @register("env.gpu_memory", title=TITLE, recipes=["gpu-memory-in-use"], needs=["gpu", "torch"])
 def check(ctx):
     gpu = ctx.fact("gpu")
-    t = optional_fact(ctx, "torch")
+    t = ctx.optional_fact("torch")
     rows = device_memory(gpu, t)
     if not rows and gpu.get("present"):
         return skipped(TITLE, f"a GPU is present ({gpu.get('source')}) but neither NVML nor "

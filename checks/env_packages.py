@@ -22,14 +22,6 @@ PAIR_FIX = ("reinstall both from one index so pip picks a matching pair: pip ins
             "--force-reinstall torch torchvision")
 
 
-def optional_fact(ctx, name: str) -> dict:
-    """Facts another check owns: a broken provider there must not break this check."""
-    try:
-        return ctx.fact(name) or {}
-    except Exception:  # noqa: BLE001
-        return {}
-
-
 def reinstall(install: str) -> str:
     """'pip install timm' -> 'pip install --force-reinstall timm'."""
     return install.replace("pip install ", "pip install --force-reinstall ", 1)
@@ -76,7 +68,7 @@ def ops_text(ops: dict) -> str:
 def check(ctx):
     facts = ctx.fact("packages")
     packages: dict = facts.get("packages", {})
-    torch = optional_fact(ctx, "torch")
+    torch = ctx.optional_fact("torch")
     ops = torch.get("torchvision_ops") or {}
     pairing = facts.get("pairing") or {}
     evidence = {"packages": packages, "pairing": pairing, "torchvision_ops": ops,

@@ -16,14 +16,6 @@ MIN_OPEN_FILES = {"file_descriptor": 1024, "file_system": 256}
 LINUX_DEFAULT_STRATEGY = "file_descriptor"
 
 
-def optional_fact(ctx, name: str) -> dict:
-    """Facts another check owns: a broken provider there must not break this check."""
-    try:
-        return ctx.fact(name) or {}
-    except Exception:  # noqa: BLE001
-        return {}
-
-
 def cpu_finding(c: dict):
     eff, workers = c.get("effective"), c.get("suggested_num_workers")
     limits = [f"{c.get('cpu_count')} CPUs in the machine"]
@@ -105,6 +97,6 @@ def open_files_finding(limits: dict, strategy: str | None):
           needs=["resources", "torch"])
 def check(ctx):
     r = ctx.fact("resources")
-    strategy = optional_fact(ctx, "torch").get("sharing_strategy")
+    strategy = ctx.optional_fact("torch").get("sharing_strategy")
     return [cpu_finding(r.get("cpus", {})), memory_finding(r.get("memory", {})),
             disk_finding(r.get("disk", [])), open_files_finding(r.get("open_files", {}), strategy)]

@@ -1,21 +1,12 @@
 """env.torch: torch imports, and its build (CUDA / ROCm / CPU-only, cuDNN) suits the machine."""
 from __future__ import annotations
 
-from typing import Any
 
 from cvdoctor.archcompat import JETSON_WHEEL, NGC_RUN, cudnn_version_str
 from cvdoctor.finding import failed, passed
 from cvdoctor.registry import register
 
 TITLE = "PyTorch build"
-
-
-def optional_fact(ctx: Any, name: str) -> dict:
-    """Facts another check owns: a broken provider there must not break this check."""
-    try:
-        return ctx.fact(name) or {}
-    except Exception:  # noqa: BLE001
-        return {}
 
 
 def build_text(t: dict) -> str:
@@ -47,7 +38,7 @@ def check(ctx):
                       "reinstall torch into a clean environment: pip install --force-reinstall "
                       "--no-cache-dir torch torchvision", "torch-import-failed",
                       error=t.get("error"), traceback=t.get("traceback"), probe=t.get("probe"))
-    plat = optional_fact(ctx, "platform")
+    plat = ctx.optional_fact("platform")
     machine = str(plat.get("machine") or "").lower()
     cpu_only = not t.get("cuda") and not t.get("hip")
     where = f" from {t['file']}" if t.get("file") else ""
@@ -57,7 +48,7 @@ def check(ctx):
                 "machine": machine or None, "debug": t.get("debug")}
     message = f"torch {t.get('version')} ({build_text(t)}{debug}){where}"
     if cpu_only and machine == "aarch64":
-        gpu = optional_fact(ctx, "gpu")
+        gpu = ctx.optional_fact("gpu")
         nvidia_machine = bool(gpu.get("present") or plat.get("jetson") or plat.get("dgx")
                               or plat.get("ngc") or gpu.get("device_nodes"))
         gpu_unknown = not gpu  # no GPU facts: assume the DGX / Jetson case the FAQ describes

@@ -71,7 +71,10 @@ def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
         key = key.strip()
         if key in meta:
             raise RecipeError(f"{where}: key {key!r} appears twice")
-        if value.strip():
+        if value.strip() == "[]":
+            meta[key] = []
+            current_list = None
+        elif value.strip():
             meta[key] = _scalar(value, where)
             current_list = None
         else:

@@ -64,7 +64,22 @@ def common_options(func):
 
 
 class _Group(click.Group):
-    """Turns an unexpected exception anywhere in a command into exit code 3 with a short note."""
+    """Turns an unexpected exception anywhere in a command into exit code 3 with a short note,
+    and imports commands that live in their own module only when they are asked for (so
+    `cvdoctor explain` never pays for them, and no module imports this one back)."""
+
+    lazy_commands = {"model": ("cvdoctor.cli_model", "model")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands and name not in self.commands:
+            import importlib
+
+            module, attr = self.lazy_commands[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -202,11 +217,6 @@ def explain(recipe_or_text, list_, file_, as_json):
     if others:
         click.echo("Also related: " + ", ".join(f"{m.recipe} ({m.score})" for m in others))
     sys.exit(exitcodes.OK)
-
-
-from cvdoctor.cli_model import model as _model_command  # noqa: E402 - needs cli's helpers
-
-cli.add_command(_model_command)
 
 
 def main() -> None:

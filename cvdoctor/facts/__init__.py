@@ -69,7 +69,10 @@ class EnvContext:
                 if name not in _PROVIDERS:
                     _load_providers()
                 if name not in _PROVIDERS:
-                    raise KeyError(f"no fact provider named {name!r}")
+                    # Only the checks that read this fact break (as `error` findings).
+                    fut.set_exception(KeyError(f"no fact provider named {name!r}"))
+                    self._futures[name] = fut
+                    return fut
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cvdoctor-fact")
                 fut = self._pool.submit(_PROVIDERS[name], self.options)
@@ -80,6 +83,13 @@ class EnvContext:
         """The gathered (or recorded) facts of `name`; a provider that raised re-raises here,
         so the check reading it becomes an `error` finding and the others still run."""
         return self._start(name).result()
+
+    def optional_fact(self, name: str) -> dict:
+        """Facts another check owns: a broken provider there must not break the reader."""
+        try:
+            return self.fact(name) or {}
+        except Exception:  # noqa: BLE001 - that provider's own check reports the breakage
+            return {}
 
     def close(self) -> None:
         if self._pool is not None:
