@@ -46,9 +46,13 @@ def summary_line(report: Report) -> str:
 def render_text(report: Report, *, color: bool = False, verbose: bool = False) -> str:
     width = max((len(f.check) for f in report.findings), default=0)
     lines = [summary_line(report), ""]
+    previous = None
     for f in report.findings:
         mark = _paint(_mark(f.status), f.status, color)
-        lines.append(f"{mark} {f.check.ljust(width)}  {f.title}: {f.message}")
+        # A check with several findings reads as one block: its id only on the first line.
+        shown_id = f.check if f.check != previous else ""
+        previous = f.check
+        lines.append(f"{mark} {shown_id.ljust(width)}  {f.title}: {f.message}")
         if f.status in (WARN, FAIL) and f.fix:
             lines.append(f"  {' ' * width}   fix: {f.fix}")
         if f.recipe and f.status in (WARN, FAIL):

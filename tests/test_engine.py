@@ -187,3 +187,12 @@ def test_env_run_does_not_import_torch_in_the_main_process():
             "sys.stderr.write('NO_TORCH_OK')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "NO_TORCH_OK" in proc.stderr, proc.stderr
+
+
+def test_a_check_with_several_findings_shows_its_id_once():
+    a = warned("CPUs", "2 usable CPUs", "fix", "resources-few-cpus")
+    b = passed("Memory", "21 GiB available")
+    a.check = b.check = "env.resources"
+    lines = render_text(_report(a, b)).splitlines()
+    assert sum("env.resources" in line for line in lines) == 1
+    assert any(line.startswith("✓ ") and "Memory: 21 GiB" in line for line in lines)
