@@ -1,0 +1,616 @@
+"""model.data, model.dtype, model.forward, model.output, model.initial_loss.
+
+Every finding these checks can emit has a broken fixture that triggers it (real faults: the
+real PyTorch error where there is one) and healthy fixtures that must stay quiet.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cvdoctor
+from modelzoo import SmallCNN, TinyUNet, digits_batch, image_batch, mask_batch
+
+BASIC = ["model.data", "model.dtype", "model.forward", "model.output", "model.initial_loss"]
+
+
+def run(model, batch, check=None, **kw):
+    return cvdoctor.check_model(model, batch, select=[check] if check else BASIC, **kw)
+
+
+def finding(model, batch, check, **kw):
+    report = run(model, batch, check, **kw)
+    (f,) = [f for f in report.findings if f.check == check]
+    return f
+
+
+def assert_finding(f, status, recipe, *words):
+    assert (f.status, f.recipe) == (status, recipe), f"{f.status} {f.recipe}: {f.message}"
+    for w in words:
+        assert w in f.message, f.message
+
+
+# --- healthy models stay quiet ----------------------------------------------------------------
+def _bce_single():
+    x, y = image_batch(16)
+    return SmallCNN(num_classes=1), (x, (y % 2).float().unsqueeze(1)), nn.BCEWithLogitsLoss()
+
+
+def _bce_multilabel():
+    x, _ = image_batch(16)
+    g = torch.Generator().manual_seed(1)
+    return SmallCNN(num_classes=5), (x, (torch.rand(16, 5, generator=g) > 0.7).float()), \
+        nn.BCEWithLogitsLoss()
+
+
+def _bce_imbalanced():
+    x, _ = image_batch(16)
+    y = torch.zeros(16, 1)
+    y[:2] = 1  # a 1:7 prior
+    return SmallCNN(num_classes=1), (x, y), nn.BCEWithLogitsLoss()
+
+
+def _torchvision(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(num_classes=10), image_batch(8), None
+
+
+def _timm(name, **kw):
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model(name, num_classes=10, **kw), image_batch(8), None
+
+
+def _frozen_backbone():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    for p in model.features.parameters():
+        p.requires_grad_(False)
+    return model, image_batch(16), None
+
+
+HEALTHY = {
+    "small_cnn": lambda: (SmallCNN(), image_batch(16), None),
+    "label_smoothing": lambda: (SmallCNN(), image_batch(16), nn.CrossEntropyLoss(label_smoothing=0.2)),
+    "heavy_dropout": lambda: (SmallCNN(dropout=0.7), image_batch(16), None),
+    "unet_masks": lambda: (TinyUNet(), mask_batch(4), None),
+    "digits_real_images": lambda: (SmallCNN(in_channels=1), digits_batch(16), None),
+    "mnist_like_1ch_28px": lambda: (SmallCNN(in_channels=1), image_batch(8, channels=1, size=28), None),
+    "bce_single_logit": _bce_single,
+    "bce_multilabel": _bce_multilabel,
+    "bce_imbalanced_prior": _bce_imbalanced,
+    "functional_ce_sum": lambda: (SmallCNN(), image_batch(16),
+                                  functools.partial(F.cross_entropy, reduction="sum")),
+    "nll_log_softmax": lambda: (nn.Sequential(SmallCNN(), nn.LogSoftmax(dim=1)), image_batch(16),
+                                nn.NLLLoss()),
+    "frozen_backbone": _frozen_backbone,
+    "resnet18": lambda: _torchvision("resnet18"),
+    "mobilenet_v3_small": lambda: _torchvision("mobilenet_v3_small"),
+    "timm_resnet18": lambda: _timm("resnet18"),
+    "timm_vit_32px": lambda: _timm("vit_tiny_patch16_224", img_size=32),
+}
+
+
+@pytest.mark.parametrize("name", list(HEALTHY))
+def test_healthy_models_pass_the_basic_checks(name):
+    torch.manual_seed(0)
+    model, batch, loss_fn = HEALTHY[name]()
+    report = run(model, batch, loss_fn=loss_fn, num_classes=None)
+    problems = [(f.check, f.status, f.message) for f in report.findings
+                if f.status not in ("pass", "skip")]
+    assert not problems, problems
+    assert report["model.forward"].status == "pass"
+    if name not in ("nll_log_softmax",):
+        assert report["model.initial_loss"].status == "pass", report["model.initial_loss"].message
+
+
+def test_healthy_checks_leave_the_model_and_batch_untouched():
+    model, (x, y) = SmallCNN(), image_batch(16)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x0, y0, rng = x.clone(), y.clone(), torch.get_rng_state()
+    run(model, (x, y))
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(x, x0) and torch.equal(y, y0) and torch.equal(torch.get_rng_state(), rng)
+
+
+# --- model.data ------------------------------------------------------------------------------
+def test_data_nonfinite_inputs():
+    x, y = image_batch(8)
+    x[0, 0, 0, :3] = float("nan")
+    x[1, 0, 0, 0] = float("inf")
+    f = finding(SmallCNN(), (x, y), "model.data")
+    assert_finding(f, "fail", "nonfinite-inputs", "4 of", "3 NaN", "1 inf")
+
+
+def test_data_integer_pixels():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), ((x * 60 + 128).clamp(0, 255).to(torch.uint8), y), "model.data")
+    assert_finding(f, "fail", "unnormalized-input", "uint8")
+
+
+def test_data_raw_pixels_fail_and_normalized_pass():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), ((x * 60 + 128).clamp(0, 255), y), "model.data")
+    assert_finding(f, "fail", "unnormalized-input", "raw 0-255 pixels", "features.0")
+    assert finding(SmallCNN(), (x, y), "model.data").status == "pass"
+    # [0, 1] images (ToTensor without Normalize) are common and train: not flagged
+    assert finding(SmallCNN(), (torch.rand(8, 3, 32, 32), y), "model.data").status == "pass"
+
+
+class NormalizesInside(nn.Module):
+    """Takes 0-255 pixels and normalizes them itself: the first conv sees unit-scale values."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = SmallCNN()
+
+    def forward(self, x):
+        return self.net((x / 255 - 0.5) / 0.25)
+
+
+def test_data_model_that_normalizes_inside_is_not_flagged():
+    x, y = image_batch(8)
+    f = finding(NormalizesInside(), ((x * 60 + 128).clamp(0, 255), y), "model.data")
+    assert f.status == "pass", f.message
+
+
+def test_data_far_from_unit_scale_warns():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), (x * 40 - 100, y), "model.data")
+    assert_finding(f, "warn", "unnormalized-input", "far from unit scale")
+
+
+def test_data_nhwc_batch():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), (x.permute(0, 2, 3, 1), y), "model.data")
+    assert_finding(f, "fail", "channels-mismatch", "channels-last", "expects 3 channels")
+    assert f.evidence["layout"] == "NHWC"
+
+
+def test_data_wrong_channel_count():
+    x, y = image_batch(8, channels=1)
+    f = finding(SmallCNN(in_channels=3), (x, y), "model.data")
+    assert_finding(f, "fail", "channels-mismatch", "expects 3 channels", "has 1")
+    assert f.evidence["layout"] == "unknown"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32])
+def test_data_labels_wrong_dtype_for_cross_entropy(dtype):
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), (x, y.to(dtype)), "model.data")
+    assert_finding(f, "fail", "labels-wrong-dtype", str(dtype).replace("torch.", ""), "int64")
+    # the real error from the loss, matched to the same recipe
+    fwd = finding(SmallCNN(), (x, y.to(dtype)), "model.forward")
+    assert_finding(fwd, "fail", "labels-wrong-dtype", "expected target dtype to be Long")
+
+
+def test_data_integer_targets_for_bce():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(num_classes=1), (x, (y % 2).unsqueeze(1)), "model.data",
+                loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "fail", "labels-wrong-dtype", "float targets")
+
+
+def test_data_off_by_one_labels():
+    x, y = image_batch(16)
+    f = finding(SmallCNN(), (x, y + 1), "model.data")
+    assert_finding(f, "fail", "target-out-of-bounds", "labels span 1..10", "1-based")
+    assert f.evidence["one_based"] is True
+
+
+def test_data_labels_beyond_the_head_not_one_based():
+    x, y = image_batch(16, num_classes=10)
+    f = finding(SmallCNN(num_classes=5), (x, y), "model.data")
+    assert_finding(f, "fail", "target-out-of-bounds", "labels span 0..9", "5 outputs")
+    assert f.evidence["one_based"] is False
+
+
+def test_data_ignore_index_is_not_out_of_bounds():
+    x, y = image_batch(16)
+    y[:3] = -100
+    assert finding(SmallCNN(), (x, y), "model.data").status == "pass"
+
+
+def test_data_bce_targets_outside_0_1():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(num_classes=1), (x, (y.float() / 2).unsqueeze(1)), "model.data",
+                loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "fail", "target-out-of-bounds", "[0, 1]")
+
+
+def test_data_single_class_batch():
+    x, _ = image_batch(8)
+    f = finding(SmallCNN(), (x, torch.full((8,), 3)), "model.data")
+    assert_finding(f, "warn", "labels-single-class", "all 8 labels", "are 3")
+    f = finding(SmallCNN(num_classes=1), (x, torch.zeros(8, 1)), "model.data",
+                loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "warn", "labels-single-class")
+    # two samples of one class is chance, not a finding
+    assert finding(SmallCNN(), (x[:2], torch.tensor([3, 3])), "model.data").status == "pass"
+
+
+def test_data_mask_values_exceed_classes():
+    x, masks = mask_batch(4, num_classes=2)
+    masks = masks * 255  # a 0/255 binary mask
+    f = finding(TinyUNet(num_classes=2), (x, masks), "model.data")
+    assert_finding(f, "fail", "mask-values-exceed-classes", "[255]", "2-class")
+    fwd = finding(TinyUNet(num_classes=2), (x, masks), "model.forward")
+    assert_finding(fwd, "fail", "mask-values-exceed-classes", "Target 255 is out of bounds")
+    ok = finding(TinyUNet(num_classes=2), (x, masks), "model.data",
+                 loss_fn=nn.CrossEntropyLoss(ignore_index=255))
+    assert ok.status == "pass", ok.message
+
+
+class BN1dHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten())
+        self.norm = nn.BatchNorm1d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.features(x)))
+
+
+def test_data_batch_of_one_reaching_batchnorm():
+    x, y = image_batch(1)
+    f = finding(BN1dHead(), (x, y), "model.data")
+    assert_finding(f, "fail", "batchnorm-batch-size-one", "Expected more than 1 value per channel")
+    f = finding(SmallCNN(), (x, y), "model.data")  # BatchNorm2d over 32x32 pixels: runs, noisy
+    assert_finding(f, "warn", "batchnorm-batch-size-one", "batch size 1")
+    fwd = finding(BN1dHead(), (x, y), "model.forward")
+    assert_finding(fwd, "fail", "batchnorm-batch-size-one", "`norm` (BatchNorm1d)")
+    assert finding(BN1dHead(), image_batch(2), "model.data").status == "pass"
+
+
+def test_data_several_problems_fold_into_one_line():
+    x, _ = image_batch(8)
+    f = finding(SmallCNN(), ((x * 60 + 128).clamp(0, 255), torch.full((8,), 2)), "model.data")
+    assert f.status == "fail" and f.recipe == "unnormalized-input"
+    assert "1 more" in f.message
+    assert f.evidence["other_problems"][0]["recipe"] == "labels-single-class"
+
+
+# --- model.dtype -----------------------------------------------------------------------------
+def test_dtype_float64_batch_from_numpy():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), (x.double(), y), "model.dtype")
+    assert_finding(f, "fail", "dtype-mismatch", "float64", "float32", "Input type (double)")
+
+
+class CastsInput(SmallCNN):
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+def test_dtype_model_that_casts_its_input_is_fine():
+    x, y = image_batch(8)
+    f = finding(CastsInput(), (x.double(), y), "model.dtype")
+    assert f.status == "pass", f.message
+
+
+def test_dtype_half_model_with_float_input():
+    x, y = image_batch(8)
+    f = finding(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).half(), (x, y),
+                "model.dtype")
+    assert_finding(f, "fail", "dtype-mismatch", "float32", "float16")
+
+
+class HalfHead(nn.Module):
+    """A head added after model.half(): the body is float16, the head float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16)).half()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.body(x.half()))
+
+
+class Float64Buffer(SmallCNN):
+    """A float64 constant kept as a buffer and used in float64 on purpose: runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, x):
+        return super().forward(x) * self.scale.float()
+
+
+def test_dtype_mixed_parameter_dtypes():
+    x, y = image_batch(4, size=8, num_classes=4)
+    f = finding(HalfHead(), (x, y), "model.dtype")
+    assert_finding(f, "fail", "mixed-param-dtypes", "float16", "float32", "forward fails")
+    f = finding(Float64Buffer(), image_batch(8), "model.dtype")
+    assert_finding(f, "warn", "mixed-param-dtypes", "buffer scale")
+
+
+def test_dtype_healthy_notes_the_gpu_part_it_could_not_run():
+    f = finding(SmallCNN(), image_batch(8), "model.dtype")
+    assert f.status == "pass"
+    if not torch.cuda.is_available():
+        assert "not checked (no GPU here)" in f.message
+
+
+# The device rules, with devices as recorded on GPU machines (this one has none).
+from cvdoctor.checks.model_dtype import device_problems  # noqa: E402
+
+
+@pytest.mark.parametrize("named, input_device, error, expected", [
+    ([("p a", "cuda:0"), ("p b", "cuda:0")], "cuda:0", "", None),
+    ([("p a", "cuda:0"), ("p b", "cpu")], "cuda:0", "", ("fail", "p b")),
+    ([("p a", "cuda:0"), ("p b", "cuda:1")], "cuda:0", "", ("warn", "model parallelism")),
+    ([("p a", "cuda:0"), ("p b", "cuda:1")], "cuda:0",
+     "RuntimeError: Expected all tensors to be on the same device, but found at least two "
+     "devices, cuda:0 and cuda:1!", ("fail", "p b")),
+    ([("p a", "cuda:0")], "cpu", "", ("warn", "the batch is on cpu")),
+    ([("p a", "cuda:0")], "cpu", "RuntimeError: Input type (torch.FloatTensor) and weight type "
+     "(torch.cuda.FloatTensor) should be the same", ("warn", "the batch is on cpu")),
+    ([("p a", "cpu")], "cpu", "", None),
+])
+def test_device_rules(named, input_device, error, expected):
+    problems = device_problems(named, input_device, error)
+    if expected is None:
+        assert problems == []
+    else:
+        (p,) = problems
+        assert p.recipe == "device-mismatch" and p.status == expected[0]
+        assert expected[1] in p.message
+
+
+# --- model.forward ---------------------------------------------------------------------------
+class RaisesInBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.block = Exploding()
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+
+
+class Exploding(nn.Module):
+    def forward(self, x):
+        raise ValueError("my custom layer cannot handle odd sizes")
+
+
+def test_forward_unknown_error_names_the_module_and_gets_the_generic_recipe():
+    f = finding(RaisesInBlock(), image_batch(4), "model.forward")
+    assert_finding(f, "fail", "forward-error", "ValueError", "`block` (Exploding)",
+                   "cannot handle odd sizes")
+    assert "Exploding" in f.evidence["traceback"] or "raise ValueError" in f.evidence["traceback"]
+
+
+def test_forward_known_error_is_matched_to_its_recipe():
+    x, y = image_batch(4)
+    f = finding(SmallCNN(), (x.permute(0, 2, 3, 1), y), "model.forward")
+    assert_finding(f, "fail", "channels-mismatch", "`features.0` (Conv2d)", "3 channels")
+
+
+class BadFlatten(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 10)  # sized for 16 px inputs
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+def test_forward_linear_shape_error():
+    f = finding(BadFlatten(), image_batch(4), "model.forward")
+    assert_finding(f, "fail", "shape-mismatch-linear", "`fc` (Linear)", "mat1 and mat2")
+
+
+def test_forward_training_step_error():
+    def step(model, batch):
+        x, y = batch
+        return F.cross_entropy(model(x)["logits"], y)  # the model returns a tensor
+
+    f = finding(SmallCNN(), image_batch(4), "model.forward", training_step=step)
+    assert f.status == "fail" and "IndexError" in f.message
+
+
+def test_forward_healthy_reports_shapes_and_loss():
+    f = finding(SmallCNN(), image_batch(8), "model.forward")
+    assert f.status == "pass" and "outputs (8, 10)" in f.message and "loss" in f.message
+
+
+# --- model.output ----------------------------------------------------------------------------
+class NanLayer(nn.Module):
+    def forward(self, x):
+        return torch.log(x - x)  # log(0) = -inf, and -inf * 0 below makes NaN
+
+
+def test_output_nonfinite():
+    model = nn.Sequential(SmallCNN(), NanLayer())
+    f = finding(model, image_batch(8), "model.output")
+    assert_finding(f, "fail", "nonfinite-outputs", "80 of 80")
+
+
+def test_output_head_size_vs_num_classes_and_labels():
+    x, y = image_batch(16)
+    f = finding(SmallCNN(num_classes=1000), (x, y), "model.output", num_classes=10)
+    assert_finding(f, "fail", "head-size-mismatch", "1000 outputs", "10 classes")
+    f = finding(SmallCNN(num_classes=1000), (x, y), "model.output")
+    assert_finding(f, "warn", "head-size-mismatch", "only use 0..9")
+    assert finding(SmallCNN(num_classes=10), (x, y), "model.output", num_classes=10).status == "pass"
+
+
+class HalfResUNet(TinyUNet):
+    def forward(self, x):
+        return F.max_pool2d(super().forward(x), 2)
+
+
+def test_output_segmentation_size():
+    f = finding(HalfResUNet(), mask_batch(4), "model.output")
+    assert_finding(f, "fail", "segmentation-output-size", "16x16", "32x32")
+    fwd = finding(HalfResUNet(), mask_batch(4), "model.forward")
+    assert fwd.status == "fail" and "size mismatch" in fwd.message
+
+
+def test_output_softmax_twice():
+    f = finding(nn.Sequential(SmallCNN(), nn.Softmax(dim=1)), image_batch(8), "model.output")
+    assert_finding(f, "fail", "softmax-twice", "sum to 1", "raw logits")
+    x, y = image_batch(16)
+    f = finding(nn.Sequential(SmallCNN(num_classes=1), nn.Sigmoid()),
+                (x, (y % 2).float().unsqueeze(1)), "model.output", loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "fail", "softmax-twice", "sigmoid outputs")
+    f = finding(nn.Sequential(SmallCNN(), nn.Softmax(dim=1)), image_batch(8), "model.output",
+                loss_fn=nn.NLLLoss())
+    assert_finding(f, "fail", "softmax-twice", "log-probabilities")
+
+
+def test_output_clipped_logits():
+    f = finding(nn.Sequential(SmallCNN(), nn.ReLU()), image_batch(16), "model.output")
+    assert_finding(f, "fail", "clipped-logits", "exactly 0")
+
+
+def test_output_loss_broadcast_warning_is_captured():
+    x, y = image_batch(16)
+    f = finding(SmallCNN(num_classes=1), (x, y.float()), "model.output", loss_fn=nn.MSELoss())
+    assert_finding(f, "fail", "loss-broadcast-shape", "(16, 1)", "(16,)",
+                   "Using a target size")
+    ok = finding(SmallCNN(num_classes=1), (x, y.float().unsqueeze(1)), "model.output",
+                 loss_fn=nn.MSELoss())
+    assert ok.status == "pass", ok.message
+
+
+def test_output_custom_loss_broadcast_without_a_warning():
+    def my_l2(out, target):
+        return ((out - target) ** 2).mean()
+
+    x, y = image_batch(16)
+    f = finding(SmallCNN(num_classes=1), (x, y.float()), "model.output", loss_fn=my_l2)
+    assert_finding(f, "fail", "loss-broadcast-shape", "(16, 1)")
+
+
+def test_output_bce_shape_error_is_matched():
+    x, y = image_batch(16)
+    f = finding(SmallCNN(num_classes=1), (x, (y % 2).float()), "model.forward",
+                loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "fail", "loss-broadcast-shape", "must be the same as input size")
+
+
+def test_output_skips_training_step():
+    def step(model, batch):
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    f = finding(SmallCNN(), image_batch(8), "model.output", training_step=step)
+    assert f.status == "skip" and "training_step" in f.message
+
+
+# --- model.initial_loss ----------------------------------------------------------------------
+def _scaled(model, scale):
+    with torch.no_grad():
+        model.head.weight.mul_(scale)
+        model.head.bias.mul_(scale)
+    return model
+
+
+def test_initial_loss_over_confident_init():
+    torch.manual_seed(0)
+    f = finding(_scaled(SmallCNN(), 60), image_batch(16), "model.initial_loss")
+    assert_finding(f, "fail", "initial-loss-too-high", "over-confident", "ln 10")
+    torch.manual_seed(0)
+    f = finding(_scaled(SmallCNN(), 9), image_batch(16), "model.initial_loss")
+    assert_finding(f, "warn", "initial-loss-too-high", "tolerable")
+
+
+class ShallowNoBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(32 * 16 * 16, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_initial_loss_names_unnormalized_input():
+    torch.manual_seed(0)
+    x, y = image_batch(16)
+    f = finding(ShallowNoBN(), ((x * 60 + 128).clamp(0, 255), y), "model.initial_loss")
+    assert_finding(f, "fail", "unnormalized-input", "not normalized")
+    torch.manual_seed(0)
+    assert finding(ShallowNoBN(), (x, y), "model.initial_loss").status == "pass"
+
+
+class LeakyLabels(nn.Module):
+    """The label is painted into channel 0 of the image, and a 'trained' head reads it."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(1, 10)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.arange(10.0).view(10, 1) * 8)
+            self.head.bias.copy_(-(torch.arange(10.0) ** 2) * 4)
+
+    def forward(self, x):
+        return self.head(x[:, 0, 0, :1])
+
+
+def test_initial_loss_far_below_expectation():
+    x, y = image_batch(16)
+    x = x.clone()
+    x[:, 0, 0, 0] = y.float()
+    f = finding(LeakyLabels(), (x, y), "model.initial_loss")
+    assert_finding(f, "warn", "initial-loss-too-low", "far below ln 10", "leak")
+
+
+def test_initial_loss_close_to_ln_k_for_the_wrong_head():
+    torch.manual_seed(0)
+    f = finding(SmallCNN(num_classes=1000), image_batch(16), "model.initial_loss", num_classes=10)
+    assert_finding(f, "fail", "head-size-mismatch", "ln 1000", "not ln 10")
+
+
+def test_initial_loss_nan():
+    f = finding(nn.Sequential(SmallCNN(), NanLayer()), image_batch(8), "model.initial_loss")
+    assert_finding(f, "fail", "nan-loss", "nan")
+
+
+def test_initial_loss_label_smoothing_keeps_ln_c():
+    torch.manual_seed(0)
+    f = finding(SmallCNN(), image_batch(16), "model.initial_loss",
+                loss_fn=nn.CrossEntropyLoss(label_smoothing=0.3))
+    assert f.status == "pass" and "label smoothing 0.3" in f.message
+
+
+def test_initial_loss_sum_reduction_scales_the_expectation():
+    torch.manual_seed(0)
+    f = finding(SmallCNN(), image_batch(16), "model.initial_loss",
+                loss_fn=nn.CrossEntropyLoss(reduction="sum"))
+    assert f.status == "pass", f.message
+    assert f.evidence["expected"] == pytest.approx(16 * 2.302585, rel=1e-4)
+
+
+def test_initial_loss_bce_prior_aware():
+    _, batch, loss_fn = _bce_imbalanced()
+    f = finding(SmallCNN(num_classes=1), batch, "model.initial_loss", loss_fn=loss_fn)
+    assert f.status == "pass" and f.evidence["prior_entropy"] < 0.693
+
+
+@pytest.mark.parametrize("loss_fn, training_step, reason", [
+    (nn.MSELoss(), None, "MSELoss has no known value"),
+    (lambda out, y: (out - y).abs().mean(), None, "no known value"),
+    (None, lambda m, b: F.cross_entropy(m(b[0]), b[1]), "training_step"),
+])
+def test_initial_loss_skips_unknown_losses(loss_fn, training_step, reason):
+    x, y = image_batch(8)
+    target = y.float().unsqueeze(1) if loss_fn is not None else y
+    f = finding(SmallCNN(num_classes=1 if loss_fn is not None else 10), (x, target),
+                "model.initial_loss", loss_fn=loss_fn, training_step=training_step)
+    assert f.status == "skip" and reason in f.message
