@@ -614,3 +614,74 @@ def test_initial_loss_skips_unknown_losses(loss_fn, training_step, reason):
     f = finding(SmallCNN(num_classes=1 if loss_fn is not None else 10), (x, target),
                 "model.initial_loss", loss_fn=loss_fn, training_step=training_step)
     assert f.status == "skip" and reason in f.message
+
+
+# --- error-text patterns of the recipes these checks own ---------------------------------------
+from cvdoctor.catalog import load_catalog, match_text  # noqa: E402
+
+PATTERN_ROWS = [
+    ("labels-wrong-dtype", "RuntimeError: expected target dtype to be Long or Byte, but got Float"),
+    ("labels-wrong-dtype", "RuntimeError: expected scalar type Long but found Int"),
+    ("labels-wrong-dtype", "RuntimeError: Expected object of scalar type Long but got scalar type "
+                           "Float for argument #2 'target' in call to _thnn_nll_loss_forward"),
+    ("labels-wrong-dtype", 'RuntimeError: "nll_loss_forward_reduce_cuda_kernel_2d_index" not '
+                           "implemented for 'Int'"),
+    ("labels-wrong-dtype", "RuntimeError: result type Float can't be cast to the desired output "
+                           "type Long"),
+    ("mask-values-exceed-classes", "IndexError: Target 255 is out of bounds."),
+    ("mask-values-exceed-classes",
+     "/pytorch/aten/src/THCUNN/SpatialClassNLLCriterion.cu:106: "
+     "cunn_SpatialClassNLLCriterion_updateOutput_kernel: block: [2,0,0], thread: [96,0,0] "
+     "Assertion `t >= 0 && t < n_classes` failed."),
+    ("mask-values-exceed-classes",
+     "/opt/pytorch/aten/src/ATen/native/cuda/NLLLoss2d.cu:104: nll_loss2d_forward_kernel: block: "
+     "[0,0,0], thread: [7,0,0] Assertion `t >= 0 && t < n_classes` failed."),
+    ("unnormalized-input", "RuntimeError: Input type (unsigned char) and bias type (float) should "
+                           "be the same"),
+    ("unnormalized-input", "RuntimeError: Input type (torch.ByteTensor) and weight type "
+                           "(torch.FloatTensor) should be the same"),
+    ("batchnorm-batch-size-one", "ValueError: Expected more than 1 value per channel when "
+                                 "training, got input size torch.Size([1, 512])"),
+    ("loss-broadcast-shape", "UserWarning: Using a target size (torch.Size([64])) that is "
+                             "different to the input size (torch.Size([64, 1])). This will likely "
+                             "lead to incorrect results due to broadcasting. Please ensure they "
+                             "have the same size."),
+    ("loss-broadcast-shape", "ValueError: Target size (torch.Size([16])) must be the same as "
+                             "input size (torch.Size([16, 1]))"),
+    ("segmentation-output-size", "RuntimeError: size mismatch (got input: [4, 3, 128, 128] , "
+                                 "target: [4, 256, 256]"),
+    ("segmentation-output-size", "RuntimeError: only batches of spatial targets supported (3D "
+                                 "tensors) but got targets of size: : [4, 1, 256, 256]"),
+]
+
+
+@pytest.mark.parametrize("recipe, text", PATTERN_ROWS)
+def test_recipe_patterns_rank_their_recipe_first(recipe, text):
+    matches = match_text(text)
+    assert matches and matches[0].recipe == recipe, [(m.recipe, m.score) for m in matches[:3]]
+
+
+@pytest.mark.parametrize("text", [
+    "KeyError: 'lr'",
+    "RuntimeError: Input type (double) and bias type (float) should be the same",
+    "IndexError: Target 10 is out of bounds.",
+    "RuntimeError: mat1 and mat2 shapes cannot be multiplied (16x4096 and 1024x10)",
+])
+def test_recipe_patterns_do_not_claim_other_errors(text):
+    mine = {r for r, _ in PATTERN_ROWS}
+    matches = match_text(text)
+    assert not matches or matches[0].recipe not in mine, matches[0]
+
+
+def test_recipes_of_these_checks_parse_and_cite_the_references():
+    catalog = load_catalog()
+    owned = ["forward-error", "labels-wrong-dtype", "labels-single-class",
+             "mask-values-exceed-classes", "unnormalized-input", "batchnorm-batch-size-one",
+             "nonfinite-inputs", "mixed-param-dtypes", "head-size-mismatch", "softmax-twice",
+             "clipped-logits", "loss-broadcast-shape", "segmentation-output-size",
+             "nonfinite-outputs", "initial-loss-too-high", "initial-loss-too-low"]
+    for rid in owned:
+        recipe = catalog[rid]
+        assert "cvdoctor model" in recipe.section("Verify"), rid
+        assert "reference/" in recipe.section("References") or \
+            "Field experience" in recipe.section("References"), rid
