@@ -1,0 +1,160 @@
+"""model.gradients: one broken fixture per finding, and healthy models that must stay quiet."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cvdoctor
+from broken_models_grad import (DeadReLU, DetachedBackbone, ExplodingChain, InplaceAfterSigmoid,
+                                LogOfNegative, NoGradBackbone, SigmoidChain, UnusedBranch,
+                                all_frozen, frozen_backbone_resnet18)
+from modelzoo import SmallCNN, TinyUNet, digits_batch, image_batch, mask_batch
+
+CHECK = "model.gradients"
+
+
+def grads(model, batch=None, **kw):
+    report = cvdoctor.check_model(model, batch or image_batch(8), select=[CHECK], **kw)
+    return report.get_all(CHECK)
+
+
+def one(model, batch=None, **kw):
+    findings = grads(model, batch, **kw)
+    assert len(findings) == 1, [f.message for f in findings]
+    return findings[0]
+
+
+def _timm(name, **kw):
+    timm = pytest.importorskip("timm")
+    return timm.create_model(name, pretrained=False, num_classes=10, **kw)
+
+
+def _tv_resnet18():
+    tv = pytest.importorskip("torchvision")
+    return tv.models.resnet18(weights=None, num_classes=10)
+
+
+HEALTHY = {
+    "small_cnn": (lambda: SmallCNN(), None),
+    "heavy_dropout": (lambda: SmallCNN(dropout=0.5), None),
+    "unet": (lambda: TinyUNet(), mask_batch),
+    "digits_1ch": (lambda: SmallCNN(in_channels=1), digits_batch),
+    "tv_resnet18": (_tv_resnet18, None),
+    "timm_resnet18": (lambda: _timm("resnet18"), None),
+    "timm_resnet10t": (lambda: _timm("resnet10t"), None),
+    "timm_vit_32px": (lambda: _timm("vit_tiny_patch16_224", img_size=32, patch_size=4), None),
+    "frozen_backbone": (frozen_backbone_resnet18, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEALTHY))
+def test_healthy_models_pass(name):
+    build, batch = HEALTHY[name]
+    f = one(build(), batch() if batch else None)
+    assert f.status == "pass", f.message
+
+
+def test_timm_zero_init_gamma_is_alive_after_one_step_not_dead():
+    f = one(_timm("resnet18"))
+    assert f.status == "pass", f.message
+    assert f.evidence["zero_at_init"] > 0  # the zero-init BN gammas were seen, then judged alive
+    assert "alive after one step" in f.message
+
+
+def test_frozen_backbone_is_intentional_and_said_so():
+    f = one(frozen_backbone_resnet18())
+    assert f.status == "pass"
+    assert "frozen" in f.message and "11,176,512" in f.message
+
+
+def test_all_parameters_frozen_fails_with_the_backward_error_recipe():
+    f = one(all_frozen(SmallCNN()))
+    assert (f.status, f.recipe) == ("fail", "tensor-does-not-require-grad")
+    assert "0 of 5,514 parameters require grad" in f.message
+
+
+def test_all_frozen_without_a_backward_error_is_no_trainable_parameters():
+    x, y = image_batch(8)
+    x.requires_grad_(True)  # the input carries a graph, so backward itself succeeds
+    f = one(all_frozen(SmallCNN()), (x, y))
+    assert (f.status, f.recipe) == ("fail", "no-trainable-parameters")
+
+
+def test_unused_module_warns_and_names_it():
+    f = one(UnusedBranch())
+    assert (f.status, f.recipe) == ("warn", "unused-parameters")
+    assert "`aux_head`" in f.message and "backbone" not in f.message
+    assert "DistributedDataParallel" in f.message
+
+
+def test_detached_backbone_fails_and_names_it():
+    f = one(DetachedBackbone())
+    assert (f.status, f.recipe) == ("fail", "detached-features")
+    assert "`backbone`" in f.message and ".detach()" in f.message
+    assert "head" not in f.evidence["modules"]
+
+
+def test_no_grad_backbone_fails_and_says_no_grad():
+    f = one(NoGradBackbone())
+    assert (f.status, f.recipe) == ("fail", "detached-features")
+    assert "`backbone`" in f.message and "ran under `torch.no_grad()`" in f.message
+
+
+def test_dead_relu_fails_after_steps_and_names_the_zero_layer():
+    f = one(DeadReLU())
+    assert (f.status, f.recipe) == ("fail", "dead-gradients")
+    assert "features.0.weight" in f.evidence["parameters"]
+    assert "features.2.weight" in f.evidence["parameters"]
+    assert "`features.3` outputs all zeros" in f.message
+
+
+def test_nan_gradients_name_the_first_parameter_and_the_module():
+    f = one(LogOfNegative())
+    assert (f.status, f.recipe) == ("fail", "nonfinite-gradients")
+    assert "first `conv.weight`" in f.message and "`log`" in f.message
+
+
+@pytest.mark.parametrize("scale,status", [(10.0, "warn"), (100.0, "fail")])
+def test_exploding_gradients_relative_to_parameter_scale(scale, status):
+    f = one(ExplodingChain(scale=scale))
+    assert (f.status, f.recipe) == (status, "exploding-gradients")
+    assert f.evidence["ratio"] >= 1e3
+
+
+def test_vanishing_gradients_in_the_earliest_layers():
+    f = one(SigmoidChain())
+    assert (f.status, f.recipe) == ("warn", "vanishing-gradients")
+    assert "`body.2.weight`" in f.message
+    assert f.evidence["ratio"] < 1e-4
+
+
+def test_inplace_modification_points_at_the_forward_line():
+    f = one(InplaceAfterSigmoid())
+    assert (f.status, f.recipe) == ("fail", "inplace-modification")
+    assert "Sigmoid" in f.message and "h = torch.sigmoid(self.conv(x))" in f.message
+
+
+def test_forward_error_is_a_skip_with_the_reason():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(10, 10)
+
+        def forward(self, x):
+            return self.fc(x)  # 4-D image into a Linear(10): shape error
+
+    f = one(Broken())
+    assert f.status == "skip" and "forward raised" in f.message
+
+
+def test_the_users_model_is_untouched():
+    model = DeadReLU()  # exercises the extra optimizer steps on a copy
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    one(model)
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(rng, torch.get_rng_state())

@@ -1,0 +1,123 @@
+"""model.optimizer: coverage by identity, stale parameters, parameters that do not move."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import cvdoctor
+from broken_models_grad import SigmoidChain, frozen_backbone_resnet18, head_replaced_after_optimizer
+from modelzoo import SmallCNN, image_batch
+
+CHECK = "model.optimizer"
+
+
+def run(model, **kw):
+    findings = cvdoctor.check_model(model, image_batch(8), select=[CHECK], **kw).get_all(CHECK)
+    assert len(findings) == 1, [f.message for f in findings]
+    return findings[0]
+
+
+def test_no_optimizer_checks_the_default_and_says_so():
+    f = run(SmallCNN())
+    assert f.status == "pass" and "default Adam" in f.message
+
+
+def test_given_optimizer_covering_everything_passes():
+    model = SmallCNN()
+    f = run(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    assert f.status == "pass" and "given SGD" in f.message
+
+
+def test_factory_optimizer_passes():
+    f = run(SmallCNN(), optimizer_factory=lambda ps: torch.optim.AdamW(ps, lr=1e-3))
+    assert f.status == "pass" and "factory" in f.message
+
+
+def test_frozen_backbone_with_head_only_optimizer_passes():
+    model = frozen_backbone_resnet18()
+    f = run(model, optimizer=torch.optim.Adam(model.fc.parameters(), lr=1e-3))
+    assert f.status == "pass", f.message
+
+
+def test_closure_optimizer_passes():
+    model = SmallCNN()
+    assert run(model, optimizer=torch.optim.LBFGS(model.parameters())).status == "pass"
+
+
+def test_learnable_loss_parameters_are_not_stale():
+    class WeightedCE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.log_temp = nn.Parameter(torch.zeros(()))
+
+        def forward(self, out, y):
+            return nn.functional.cross_entropy(out * self.log_temp.exp(), y)
+
+    model, loss = SmallCNN(), WeightedCE()
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()))
+    assert run(model, optimizer=opt, loss_fn=loss).status == "pass"
+
+
+def test_head_replaced_after_optimizer_fails_naming_the_head():
+    model, opt = head_replaced_after_optimizer()
+    f = run(model, optimizer=opt)
+    assert (f.status, f.recipe) == ("fail", "optimizer-missing-params")
+    assert "`head`" in f.message and "330 of 5,514" in f.message
+    assert "replaced after the optimizer was built" in f.message
+    assert f.evidence["stale_parameters"] == 32 * 1000 + 1000
+
+
+def test_optimizer_over_the_backbone_only_fails_without_guessing_a_replacement():
+    model = SmallCNN()
+    f = run(model, optimizer=torch.optim.Adam(model.features.parameters()))
+    assert (f.status, f.recipe) == ("fail", "optimizer-missing-params")
+    assert "`head`" in f.message and "replaced" not in f.message
+
+
+def test_stale_parameters_alone_warn():
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.add_param_group({"params": [nn.Parameter(torch.zeros(3))]})
+    f = run(model, optimizer=opt)
+    assert (f.status, f.recipe) == ("warn", "optimizer-stale-params")
+
+
+def test_lr_zero_fails():
+    model = SmallCNN()
+    f = run(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
+    assert (f.status, f.recipe) == ("fail", "params-not-updating")
+    assert "lr=0" in f.message and "10 of 10" in f.message
+
+
+def test_one_group_with_lr_zero_warns_and_names_the_group():
+    model = SmallCNN()
+    opt = torch.optim.SGD([{"params": model.features.parameters(), "lr": 0.0},
+                           {"params": model.head.parameters()}], lr=0.1)
+    f = run(model, optimizer=opt)
+    assert (f.status, f.recipe) == ("warn", "params-not-updating")
+    assert "param group 0 has lr=0" in f.message and "features.0.weight" in f.message
+
+
+def test_updates_lost_to_float_precision_warn_with_the_reason():
+    model = SigmoidChain()
+    f = run(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    assert (f.status, f.recipe) == ("warn", "params-not-updating")
+    assert "float precision" in f.message
+
+
+def test_scheduler_warmup_from_zero_is_not_a_problem():
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda step: step / 10)  # lr is 0 at step 0
+    f = run(model, optimizer=opt)
+    assert f.status == "pass" and "warmup" in f.message
+
+
+def test_users_model_and_optimizer_are_untouched():
+    model = SmallCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run(model, optimizer=opt)
+    assert not opt.state  # no step was taken on the user's optimizer
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
