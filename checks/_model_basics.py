@@ -182,7 +182,7 @@ def pixel_scale(stats: dict[str, float]) -> str | None:
     """'raw' for 0-255 pixels, 'unnormalized' for values far from unit scale, else None."""
     if not stats:
         return None
-    if stats["min"] >= 0 and 20 <= stats["max"] <= 255.5 and stats["mean"] > 2:
+    if stats["min"] >= 0 and 50 <= stats["max"] <= 255.5 and stats["mean"] > 2:
         return "raw"
     if stats["std"] > 5 or abs(stats["mean"]) > 5:
         return "unnormalized"

@@ -344,6 +344,26 @@ def test_dtype_healthy_notes_the_gpu_part_it_could_not_run():
         assert "not checked (no GPU here)" in f.message
 
 
+class CpuConstantInForward(SmallCNN):
+    """Creates a tensor on a fixed device inside forward: fine on CPU, breaks on a GPU."""
+
+    def forward(self, x):
+        return super().forward(x) + torch.zeros(10, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the bug only shows there")
+def test_dtype_tensor_created_inside_forward_on_the_wrong_device():
+    f = finding(CpuConstantInForward(), image_batch(8), "model.dtype")
+    assert_finding(f, "fail", "device-mismatch", "forward creates")
+    assert finding(SmallCNN(), image_batch(8), "model.dtype").status == "pass"
+
+
+def test_data_depth_like_values_in_meters_are_not_called_raw_pixels():
+    x, y = image_batch(8)
+    f = finding(SmallCNN(), ((x * 8 + 20).clamp(0, 40), y), "model.data")
+    assert f.evidence.get("scale") != "raw", f.message
+
+
 # The device rules, with devices as recorded on GPU machines (this one has none).
 from cvdoctor.checks.model_dtype import device_problems  # noqa: E402
 
