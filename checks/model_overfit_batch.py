@@ -517,11 +517,12 @@ def _flat(ctx, task, main, ev, rerun, base):
                              "or cut off from the loss",
                       "find where the gradient stops (model.gradients names the modules)",
                       "overfit-no-progress", **ev)
-    tried = []
+    tried, runs = [], []
     wd = main.weight_decay
     if wd:
         r = rerun("weight_decay=0", {"weight_decay": 0.0})
         if r is not None:
+            runs.append(r)
             tried.append(f"weight_decay 0: {r.summary(task)}")
             if _converged(r, main):
                 return failed(TITLE, f"{head}; weights shrank to {_pct(main.weight_ratio)} of "
@@ -534,6 +535,7 @@ def _flat(ctx, task, main, ev, rerun, base):
         if higher > main.lr:
             r = rerun(f"lr={_num(higher)}", {"lr": higher})
             if r is not None:
+                runs.append(r)
                 tried.append(f"lr {_num(higher)}: {r.summary(task)}")
                 if _converged(r, main):
                     factor = higher / main.lr
@@ -543,10 +545,17 @@ def _flat(ctx, task, main, ev, rerun, base):
                                          "start or a deliberately slow fine-tune)",
                                   f"raise the learning rate toward {_num(higher)}",
                                   "overfit-lr-too-low", **ev)
-    if not tried:
-        return warned(TITLE, f"{head}; no time left to find out why",
+    if not tried or any(r.verdict == "unclear" and r.stop == "budget" for r in runs):
+        return warned(TITLE, f"{head}; no time left to find out why"
+                             + (f" ({'; '.join(tried)})" if tried else ""),
                       "give it more time: --budget 30 (or check_model(..., budget=30))",
                       "overfit-budget-exhausted", **ev)
+    if any(r.verdict == "unclear" for r in runs):
+        # a re-run moved somewhat: not flat, not clearly learning; say so, do not fail
+        return warned(TITLE, f"{head}; the re-runs move a little but do not settle it "
+                             f"({'; '.join(tried)})",
+                      "check that the loss and gradients reach the weights (model.gradients), "
+                      "then tune the learning rate", "overfit-no-progress", **ev)
     return failed(TITLE, f"{head}; cause not confirmed ({'; '.join(tried)})",
                   "check that the loss and gradients reach the weights (model.gradients) and "
                   "that the labels match the outputs", "overfit-no-progress", **ev)
