@@ -157,13 +157,16 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
                 hits.append(m)
         if not hits:
             continue
-        best = max(hits, key=lambda m: len(m.group(0)))
-        on_last = last_exc is not None and any(
-            last_exc[0] <= m.start() and (last_exc[1] == -1 or m.start() < last_exc[1]) for m in hits)
-        score = len(hits) + (1.0 if on_last else 0.0) + min(len(best.group(0)), 200) / 1000
-        line_start = text.rfind("\n", 0, best.start()) + 1
-        line_end = text.find("\n", best.end())
+        on_last = [m for m in hits if last_exc is not None and last_exc[0] <= m.start()
+                   and (last_exc[1] == -1 or m.start() < last_exc[1])]
+        longest = max(hits, key=lambda m: len(m.group(0)))
+        score = len(hits) + (1.0 if on_last else 0.0) + min(len(longest.group(0)), 200) / 1000
+        # Show the hit on the error that ended the run when there is one; one line of it.
+        shown = on_last[0] if on_last else longest
+        line_start = text.rfind("\n", 0, shown.start()) + 1
+        line_end = text.find("\n", shown.start())
         line = text[line_start:line_end if line_end != -1 else len(text)].strip()
-        matches.append(Match(recipe.id, recipe.category, round(score, 3), best.group(0), line[:300]))
+        matches.append(Match(recipe.id, recipe.category, round(score, 3), shown.group(0),
+                             line[:300]))
     matches.sort(key=lambda m: (-m.score, m.recipe))
     return matches

@@ -84,6 +84,11 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # `cvdoctor explain ... | head`: the reader left; that is not a crash.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(exitcodes.OK)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
                 KeyboardInterrupt):
             raise

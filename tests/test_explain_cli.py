@@ -80,3 +80,14 @@ def test_explain_does_not_import_torch():
             "sys.stderr.write('NO_TORCH_OK')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "NO_TORCH_OK" in proc.stderr, proc.stderr
+
+
+def test_closed_pipe_is_not_a_crash():
+    """`cvdoctor explain --list | head -1` must not end in a traceback or exit 3."""
+    code = "from cvdoctor.cli import main; main()"
+    proc = subprocess.run(
+        f"{sys.executable} -c '{code}' explain --list | head -c 10 >/dev/null; "
+        "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+        text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "crashed" not in proc.stderr and "Traceback" not in proc.stderr
