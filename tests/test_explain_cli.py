@@ -83,11 +83,16 @@ def test_explain_does_not_import_torch():
 
 
 def test_closed_pipe_is_not_a_crash():
-    """`cvdoctor explain --list | head -1` must not end in a traceback or exit 3."""
-    code = "from cvdoctor.cli import main; main()"
-    proc = subprocess.run(
-        f"{sys.executable} -c '{code}' explain --list | head -c 10 >/dev/null; "
-        "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
-        text=True, timeout=60)
+    """`cvdoctor explain --list | head -1`: the reader is gone before we write; not a crash."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-c", "from cvdoctor.cli import main; main()",
+                               "explain", "--list"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write_end)
     assert proc.returncode == 0, proc.stderr
     assert "crashed" not in proc.stderr and "Traceback" not in proc.stderr
