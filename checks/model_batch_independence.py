@@ -54,7 +54,8 @@ class _CallSpy(TorchFunctionMode):
             where = self.stack[-1] if self.stack else "<root>"
             if training and func in _BATCH_NORM and where not in self.batch_stats:
                 self.batch_stats.append(where)
-            if training and func in _DROPOUT and p > 0 and where not in [d[0] for d in self.dropout]:
+            if training and func in _DROPOUT and p > 0 \
+                    and where not in [d[0] for d in self.dropout]:
                 self.dropout.append((where, p))
         return func(*args, **kwargs)
 

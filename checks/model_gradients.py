@@ -406,8 +406,8 @@ def _dead(ctx, dead, trainable, n_trainable) -> Finding:
     where = (f"; `{zero_out[0]}` outputs all zeros for the whole batch (dead ReLUs?)"
              if zero_out else "")
     share = n / max(n_trainable, 1)
-    msg = (f"{plural(len(dead), 'trainable tensor')} ({fmt_int(n)} of {fmt_int(n_trainable)} parameters), "
-           f"first {name_list(dead, 2)}, get exactly zero gradient and still do after "
+    msg = (f"{plural(len(dead), 'trainable tensor')} ({fmt_int(n)} of {fmt_int(n_trainable)} "
+           f"parameters), first {name_list(dead, 2)}, get exactly zero gradient and still do after "
            f"{DEAD_STEPS} Adam steps on a copy{where}")
     fix = ("Re-initialize what feeds the dead layer (default init, no large negative bias), use "
            "LeakyReLU/GELU, or normalize the input; don't zero-init whole weight matrices.")
@@ -439,8 +439,8 @@ def _exploding(ratios: dict[str, float], grads) -> Finding | None:
     big = sorted((n for n, v in ratios.items() if v >= EXPLODING_WARN), key=list(ratios).index)
     gnorm = float(grads[name].float().norm())
     msg = (f"gradient norm of `{name}` is {r:.3g}x its parameter norm (|grad| = {gnorm:.3g}); "
-           f"{plural(len(big), 'tensor')} above {EXPLODING_WARN:.0e}x: one SGD step at lr=1e-3 would "
-           f"change them by more than their own size")
+           f"{plural(len(big), 'tensor')} above {EXPLODING_WARN:.0e}x: one SGD step at lr=1e-3 "
+           f"would change them by more than their own size")
     fix = ("Check the init scale and the loss reduction (mean, not sum); add normalization, "
            "lower the lr and clip: `clip_grad_norm_(model.parameters(), 1.0)`.")
     evidence = dict(parameter=name, ratio=r, grad_norm=gnorm, parameters=big[:20])

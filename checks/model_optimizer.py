@@ -5,6 +5,8 @@ step runs on a copy with the optimizer rebuilt by `ctx.build_optimizer`.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
@@ -83,28 +85,37 @@ def _coverage(ctx, trainable) -> list[Finding]:
                     f"({fmt_int(n_stale)} parameters) that are no longer in the model: "
                     f"replaced after the optimizer was built" if stale else "")
         out.append(failed(
-            TITLE, f"{name_list(names)} ({plural(len(missing), 'tensor')}, {fmt_int(n_missing)} of "
-            f"{fmt_int(n_trainable)} trainable parameters) {'is' if len(names) == 1 else 'are'} "
-            f"not in the optimizer: they get "
-            f"gradients but never change{replaced}",
+            TITLE, f"{name_list(names)} ({plural(len(missing), 'tensor')}, "
+            f"{fmt_int(n_missing)} of {fmt_int(n_trainable)} trainable parameters) "
+            f"{'is' if len(names) == 1 else 'are'} not in the optimizer: they get gradients "
+            f"but never change{replaced}",
             "Build the optimizer after the last change to the model (replacing the head, "
             "unfreezing): `optimizer = Adam(model.parameters(), ...)` at the end.",
             "optimizer-missing-params", modules=names, parameters=missing,
             missing_parameters=n_missing, stale=stale_desc, stale_parameters=n_stale))
     elif stale:
         out.append(warned(
-            TITLE, f"the optimizer holds {plural(len(stale), 'tensor')} ({fmt_int(n_stale)} parameters) "
-            f"that are not in the model ({', '.join(stale_desc[:3])}); fine only if it also "
-            f"trains another module on purpose (a discriminator, a learnable loss)",
+            TITLE, f"the optimizer holds {plural(len(stale), 'tensor')} "
+            f"({fmt_int(n_stale)} parameters) that are not in the model "
+            f"({', '.join(stale_desc[:3])}); fine only if it also trains another module on "
+            f"purpose (a discriminator, a learnable loss)",
             "Rebuild the optimizer from the model you train: `Adam(model.parameters(), ...)`.",
             "optimizer-stale-params", stale=stale_desc, stale_parameters=n_stale))
     return out
 
 
 def _step_moves(ctx, trainable, skip: set[str]) -> Finding | str:
-    """One step on a copy: trainable params with a non-zero gradient must change."""
+    """One step on a copy: trainable params with a non-zero gradient must change.
+
+    The copy starts from the shared base pass (its weights and gradients), so the step costs no
+    extra forward/backward unless the optimizer needs a closure.
+    """
+    base = ctx.base
+    if not base.ok or base.model is None:
+        return skipped(TITLE, "no step to judge: the shared forward/backward failed "
+                       "(see model.forward, model.gradients)")
     with rng_guard(ctx.seed):
-        model = ctx.copy_model(train=True)
+        model = copy.deepcopy(base.model)
         try:
             opt = ctx.build_optimizer(model)
         except Exception as exc:  # noqa: BLE001 - a factory that breaks on the copy
@@ -119,11 +130,9 @@ def _step_moves(ctx, trainable, skip: set[str]) -> Finding | str:
             loss.backward()
             return loss
 
-        try:
-            closure()
-        except Exception as exc:  # noqa: BLE001 - model.forward/gradients report it
-            return skipped(TITLE, f"no step to judge: forward/backward raised "
-                           f"{type(exc).__name__} (see model.forward, model.gradients)")
+        for n, p in params.items():
+            g = base.grads.get(n)
+            p.grad = g.clone() if g is not None else None
         before = {n: p.detach().clone() for n, p in params.items() if n in trainable}
         with_grad = {n for n in before if params[n].grad is not None
                      and params[n].grad.any() and torch.isfinite(params[n].grad).all()}
