@@ -158,3 +158,34 @@ def test_the_users_model_is_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(rng, torch.get_rng_state())
+
+
+class _BackwardRaises(torch.autograd.Function):
+    """Identity forward; its backward raises the error text we want to see matched."""
+
+    message = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(_BackwardRaises.message)
+
+
+class BackwardOOM(SmallCNN):
+    def forward(self, x):
+        return _BackwardRaises.apply(super().forward(x))
+
+
+def test_other_backward_errors_go_through_the_explain_matcher():
+    f = one(BackwardOOM())
+    assert f.status == "fail" and f.recipe == "cuda-oom", (f.recipe, f.message)
+    assert "backward raised RuntimeError" in f.message
+
+
+def test_unknown_backward_error_is_a_skip_that_quotes_it(monkeypatch):
+    monkeypatch.setattr(_BackwardRaises, "message", "zorglub exploded in a way nobody knows")
+    f = one(BackwardOOM())
+    assert f.status == "skip" and "zorglub" in f.message
