@@ -59,9 +59,22 @@ def check_model(model, batch=None, *, loss_fn=None, optimizer=None, num_classes=
 
 def run_model_spec(spec, *, select=None, ignore=None, budget=None, device=None, progress=None,
                    target=None) -> Report:
-    from cvdoctor import runner
+    """Run the model checks on a loaded `ModelSpec` (what `cvdoctor model` loads from a file)."""
+    ctx = model_context(spec, budget=budget, device=device, progress=progress)
+    return run_model_context(ctx, select=select, ignore=ignore, target=target)
+
+
+def model_context(spec, *, budget=None, device=None, progress=None):
+    """A context whose shared forward/backward pass serves every later run on it: for callers
+    that run checks one at a time (the pytest plugin's generated items)."""
     from cvdoctor.model.context import ModelContext
 
-    ctx = ModelContext(spec, device=device, budget_s=budget, progress=progress)
+    return ModelContext(spec, device=device, budget_s=budget, progress=progress)
+
+
+def run_model_context(ctx, *, select=None, ignore=None, target=None) -> Report:
+    from cvdoctor import runner
+
     return runner.run("model", ctx, select=select, ignore=ignore,
-                      target=target if target is not None else spec.name, progress=progress)
+                      target=target if target is not None else ctx.spec.name,
+                      progress=ctx.progress)

@@ -59,6 +59,11 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
         }
 
+    def __repr__(self) -> str:
+        target = f" {self.target}" if self.target else ""
+        bad = ", ".join(f.check for f in self.findings if f.status in (FAIL, ERROR))
+        return f"<Report {self.command}{target}: {self.status}{f' ({bad})' if bad else ''}>"
+
     def __str__(self) -> str:
         from cvdoctor.render import render_text
 

@@ -82,13 +82,13 @@ class ModelTarget(pytest.Collector):
         __tracebackhide__ = True
         if self._ctx is None and self._load_error is None:
             try:
-                from cvdoctor.model.context import ModelContext
+                from cvdoctor.api import model_context
                 from cvdoctor.model.loader import LoadOptions, load_target, parse_input_shape
 
                 options = LoadOptions(input_shape=parse_input_shape(self.input_shape),
                                       num_classes=self.num_classes)
                 spec = load_target(self.load_as, options)
-                self._ctx = ModelContext(spec, budget_s=self.budget)
+                self._ctx = model_context(spec, budget=self.budget)
             except Exception as exc:  # noqa: BLE001 - TargetError and whatever the file raised
                 self._load_error = f"{type(exc).__name__}: {exc}"
         if self._load_error is not None:
@@ -98,10 +98,10 @@ class ModelTarget(pytest.Collector):
 
     def run_check(self, check_id: str) -> list[Any]:
         __tracebackhide__ = True
-        from cvdoctor import runner
+        from cvdoctor.api import run_model_context
 
         ctx = self.context()
-        report = runner.run("model", ctx, select=[check_id], target=self.target)
+        report = run_model_context(ctx, select=[check_id], target=self.target)
         return report.get_all(check_id)
 
 

@@ -196,3 +196,8 @@ def test_a_check_with_several_findings_shows_its_id_once():
     lines = render_text(_report(a, b)).splitlines()
     assert sum("env.resources" in line for line in lines) == 1
     assert any(line.startswith("✓ ") and "Memory: 21 GiB" in line for line in lines)
+
+
+def test_report_repr_is_short():
+    r = _report(passed("a", "b"), failed("c", "d", "e", "r"))
+    assert repr(r) == "<Report env: fail (env.c1)>"
