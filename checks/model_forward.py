@@ -5,7 +5,7 @@ matcher `cvdoctor explain` uses; errors no recipe knows get the generic `forward
 """
 from __future__ import annotations
 
-from cvdoctor.catalog import load_catalog, match_text
+from cvdoctor.catalog import error_recipe_ids, recipe_for_error
 from cvdoctor.finding import failed, passed
 from cvdoctor.registry import register
 
@@ -15,15 +15,8 @@ TITLE = "Forward pass and loss"
 GENERIC = "forward-error"
 
 
-def _matchable_recipes() -> list[str]:
-    """The explain matcher can land on any recipe with error patterns: this check may emit each."""
-    try:
-        return sorted(r.id for r in load_catalog().values() if r.patterns)
-    except Exception:  # noqa: BLE001 - a broken recipe file must not take the checks down
-        return []
-
-
-RECIPES = [GENERIC, *_matchable_recipes()]  # fixed at import: what the registration allows
+# The explain matcher can land on any recipe with error patterns: this check may emit each.
+RECIPES = [GENERIC, *error_recipe_ids()]  # fixed at import: what the registration allows
 
 
 @register("model.forward", title=TITLE, recipes=RECIPES, needs=["base"])
@@ -63,14 +56,8 @@ def check(ctx):
 
 
 def _recipe_for(err) -> tuple[str, str | None]:
-    try:
-        matches = match_text(err.text) or match_text(err.traceback)
-    except Exception:  # noqa: BLE001 - a broken recipe file must not hide the user's error
-        return GENERIC, None
-    for m in matches:
-        if m.recipe in RECIPES and m.recipe != GENERIC:
-            return m.recipe, m.matched_text
-    return GENERIC, None
+    match = recipe_for_error(err.text, err.traceback, allowed=set(RECIPES) - {GENERIC})
+    return (match.recipe, match.matched_text) if match else (GENERIC, None)
 
 
 def _module_type(ctx, name: str) -> str:

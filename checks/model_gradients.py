@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvdoctor.catalog import load_catalog, match_text
+from cvdoctor.catalog import error_recipe_ids, recipe_for_error
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.registry import register
@@ -25,20 +25,13 @@ TITLE = "Gradient flow"
 OWN_RECIPES = [
     "no-trainable-parameters", "tensor-does-not-require-grad", "inplace-modification",
     "unused-parameters", "detached-features", "nonfinite-gradients", "dead-gradients",
-    "vanishing-gradients", "exploding-gradients",
+    "vanishing-gradients", "exploding-gradients", "backward-error",
 ]
 
 
-def _matchable_recipes() -> list[str]:
-    """Other backward errors (OOM, dtype, device) go through the explain matcher: any recipe with
-    error patterns may come out of it."""
-    try:
-        return sorted(r.id for r in load_catalog().values() if r.patterns)
-    except Exception:  # noqa: BLE001 - a broken recipe file must not take the checks down
-        return []
-
-
-RECIPES = sorted(set(OWN_RECIPES) | set(_matchable_recipes()))  # fixed at import
+# Other backward errors (OOM, dtype, device) go through the explain matcher: any recipe with
+# error patterns may come out of it; `backward-error` when none does.
+RECIPES = sorted(set(OWN_RECIPES) | set(error_recipe_ids()))  # fixed at import
 
 INPLACE_RE = re.compile(r"modified by an inplace operation", re.I)
 NO_GRAD_RE = re.compile(r"does not require grad|does not have a grad_fn", re.I)
@@ -211,19 +204,18 @@ def _backward_error(ctx, err) -> Finding:
                       "Remove the `.detach()`, `torch.no_grad()`, `.item()` or `.numpy()` "
                       "between the model's parameters and the loss.",
                       "tensor-does-not-require-grad", error=err.text)
-    try:
-        matches = [m for m in match_text(err.text) if m.recipe in RECIPES]
-    except Exception:  # noqa: BLE001 - a broken recipe file must not hide the user's error
-        matches = []
+    match = recipe_for_error(err.text, err.traceback, allowed=set(RECIPES))
     first_line = err.message.splitlines()[0] if err.message else ""
-    if matches:
+    if match:
         return failed(TITLE, f"backward raised {err.type}: {first_line[:240]}",
-                      f"See `cvdoctor explain {matches[0].recipe}`; the traceback in the "
-                      f"evidence (-v) shows the line.", matches[0].recipe, error=err.text,
-                      matched=matches[0].matched_text, traceback=err.traceback)
-    return skipped(TITLE, f"no gradients to judge: backward raised {err.type}: "
-                   f"{first_line[:200]} (no recipe matches it; the traceback is in the evidence)",
-                   error=err.text, traceback=err.traceback)
+                      f"See `cvdoctor explain {match.recipe}`; the traceback in the "
+                      f"evidence (-v) shows the line.", match.recipe, error=err.text,
+                      matched=match.matched_text, traceback=err.traceback)
+    return failed(TITLE, f"backward raised {err.type}: {first_line[:240]} (no known recipe "
+                  "matches it; the traceback is in the evidence, -v)",
+                  "Read the last frames of the traceback (-v): the op named there has no "
+                  "working backward for these inputs.", "backward-error",
+                  error=err.text, traceback=err.traceback)
 
 
 def _locate_inplace(ctx) -> dict | None:
@@ -320,7 +312,6 @@ def _missing(ctx, missing, trainable, n_trainable) -> list[Finding]:
     owners = param_owners(model)
     trace = trace_modules(ctx)
     missing_set = set(missing)
-    grads = ctx.base.grads
     detached, unused = set(), set()
     no_grad_modules = set()
     for name in missing:

@@ -170,3 +170,26 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
                              line[:300]))
     matches.sort(key=lambda m: (-m.score, m.recipe))
     return matches
+
+
+def error_recipe_ids() -> list[str]:
+    """Every recipe the error matcher can land on (those with patterns). A check that turns the
+    user's exception into a finding registers these; a broken recipe file yields none rather
+    than taking the checks down."""
+    try:
+        return sorted(r.id for r in load_catalog().values() if r.patterns)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def recipe_for_error(*texts: str, allowed) -> Match | None:
+    """The best-ranked recipe in `allowed` for the first of `texts` that matches any recipe
+    (the message first, then e.g. the whole traceback)."""
+    for text in texts:
+        try:
+            matches = match_text(text)
+        except Exception:  # noqa: BLE001 - a broken recipe file must not hide the user's error
+            return None
+        if matches:
+            return next((m for m in matches if m.recipe in allowed), None)
+    return None

@@ -185,7 +185,7 @@ def test_other_backward_errors_go_through_the_explain_matcher():
     assert "backward raised RuntimeError" in f.message
 
 
-def test_unknown_backward_error_is_a_skip_that_quotes_it(monkeypatch):
+def test_unknown_backward_error_is_a_fail_that_quotes_it(monkeypatch):
     monkeypatch.setattr(_BackwardRaises, "message", "zorglub exploded in a way nobody knows")
     f = one(BackwardOOM())
-    assert f.status == "skip" and "zorglub" in f.message
+    assert f.status == "fail" and f.recipe == "backward-error" and "zorglub" in f.message
