@@ -27,9 +27,9 @@ TITLE = "Overfit one batch"
 # clearly learning when the cap hits still pass.
 MAIN_CAP_S = 2.0
 RERUN_CAP_S = 1.5
-MAX_STEPS = 500
+MAX_STEPS = 200
 MIN_JUDGE_STEPS = 20  # fewer steps than this cannot call a run flat or stuck
-MIN_MEMORIZED_STEPS = 5
+MIN_MEMORIZED_STEPS = 3
 EVIDENCE_STEPS = 100  # outputs that cap the loss and not memorized after this many steps: stop
 MIN_STEPS = 30  # without --budget, a run goes past its time cap until this many steps...
 HARD_CAP_FACTOR = 3  # ...but never past this many times the cap
@@ -216,26 +216,29 @@ class Run:
                 f"({self.seconds:.1f} s)")
 
 
-def _judge_mode(model: nn.Module):
-    """Train mode with dropout off: BatchNorm keeps batch statistics (its running statistics lag
-    behind, so eval mode would misjudge), dropout noise does not hide what was memorized."""
-    changed = []
+def _dropout_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules that add noise in train mode (dropout with p > 0, stochastic depth)."""
+    found = []
     for m in model.modules():
         name = type(m).__name__
-        if m.training and (isinstance(m, nn.modules.dropout._DropoutNd) or "DropPath" in name
-                           or "Dropout" in name):
-            m.eval()
-            changed.append(m)
-    return changed
+        if isinstance(m, nn.modules.dropout._DropoutNd) or "DropPath" in name or "Dropout" in name:
+            p = getattr(m, "p", getattr(m, "drop_prob", None))
+            if p is None or float(p) > 0:
+                found.append(m)
+    return found
 
 
-def _judge(ctx, task, model, inputs, targets) -> tuple[float, float | None]:
-    changed = _judge_mode(model)
+def _judge(ctx, task, model, inputs, targets, noisy) -> tuple[float, float | None]:
+    """Loss and accuracy in train mode with dropout off: BatchNorm keeps batch statistics (its
+    running statistics lag behind, so eval mode would misjudge), dropout noise does not hide
+    what was memorized."""
+    for m in noisy:
+        m.eval()
     try:
         with torch.no_grad():
             out, loss = ctx.compute_loss(model, inputs, targets)
     finally:
-        for m in changed:
+        for m in noisy:
             m.train()
     return float(loss.detach()), _accuracy(task, out, targets)
 
@@ -274,10 +277,10 @@ def _train(ctx, task, *, label, overrides, cap_s, max_steps, budget_capped, min_
                                default=0.0))
     params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
     start = time.perf_counter()
+    # Without dropout the training forward pass is the judging pass (train mode, batch
+    # statistics): judge every state from it, before its update, at no extra cost.
+    noisy = _dropout_modules(model)
     try:
-        run.loss0, run.acc0 = _judge(ctx, task, model, inputs, targets)
-        run.loss, run.acc, run.best_loss = run.loss0, run.acc0, run.loss0
-        run.probes.append((0, run.loss0, run.acc0))
         w0 = _norm(params)
         ratios = []
         last_progress_msg = start
@@ -287,8 +290,8 @@ def _train(ctx, task, *, label, overrides, cap_s, max_steps, budget_capped, min_
             if run.steps >= max_steps:
                 run.stop = "steps"
                 break
-            if elapsed >= cap_s and (budget_capped or run.steps >= min_steps
-                                     or elapsed >= HARD_CAP_FACTOR * cap_s):
+            if run.steps and elapsed >= cap_s and (budget_capped or run.steps >= min_steps
+                                                   or elapsed >= HARD_CAP_FACTOR * cap_s):
                 run.stop = "budget" if budget_capped else "cap"
                 break
             before = [p.detach().clone() for p in params] if run.steps % PROBE_EVERY == 0 else None
@@ -300,28 +303,21 @@ def _train(ctx, task, *, label, overrides, cap_s, max_steps, budget_capped, min_
                 run.stop = "diverged"
                 run.loss = loss_value
                 break
-            loss.backward()
-            if closure_needed:
-                def closure():
-                    opt.zero_grad(set_to_none=True)
-                    _, again = ctx.compute_loss(model, inputs, targets)
-                    again.backward()
-                    return again
-                opt.step(closure)
-            else:
-                opt.step()
-            run.steps += 1
-            if before is not None:
-                ratios.append(_delta(params, before) / max(_norm(before), 1e-12))
-            train_acc = _accuracy(task, out, targets)
-            if _should_judge(task, run, train_acc):
-                run.loss, run.acc = _judge(ctx, task, model, inputs, targets)
+            judged = None
+            if not noisy:
+                judged = loss_value, _accuracy(task, out, targets)
+            elif run.steps == 0 or _should_judge(task, run, _accuracy(task, out, targets)):
+                judged = _judge(ctx, task, model, inputs, targets, noisy)
+            if judged is not None:
+                run.loss, run.acc = judged
+                if run.steps == 0:
+                    run.loss0, run.acc0, run.best_loss = run.loss, run.acc, run.loss
                 run.best_loss = min(run.best_loss, run.loss)
                 run.probes.append((run.steps, run.loss, run.acc))
                 if not math.isfinite(run.loss):
                     run.stop = "diverged"
                     break
-                if _memorized(task, run.loss0, run.loss, run.acc):
+                if run.steps and _memorized(task, run.loss0, run.loss, run.acc):
                     # twice in a row and not in the first steps: a lucky step that blows up
                     # right after (momentum at a huge learning rate) is not memorization
                     run.streak += 1
@@ -336,14 +332,28 @@ def _train(ctx, task, *, label, overrides, cap_s, max_steps, budget_capped, min_
                 if _stalled(task, run) or (task.evidence and run.steps >= EVIDENCE_STEPS):
                     run.stop = "stalled"
                     break
+            loss.backward()
+            if closure_needed:
+                def closure():
+                    opt.zero_grad(set_to_none=True)
+                    _, again = ctx.compute_loss(model, inputs, targets)
+                    again.backward()
+                    return again
+                opt.step(closure)
+            else:
+                opt.step()
+            run.steps += 1
+            if before is not None:
+                ratios.append(_delta(params, before) / max(_norm(before), 1e-12))
             now = time.perf_counter()
             if now - last_progress_msg >= 0.5:
                 last_progress_msg = now
                 acc = f" acc {run.acc:.2f}" if run.acc is not None else ""
                 ctx.progress(f"overfit{'' if label == 'main' else ' (' + label + ')'} step "
                              f"{run.steps}/{max_steps} loss {run.loss:.3g}{acc}")
-        if run.stop not in ("memorized", "diverged", "stalled") and run.probes[-1][0] != run.steps:
-            run.loss, run.acc = _judge(ctx, task, model, inputs, targets)
+        if run.stop not in ("memorized", "diverged", "stalled") and run.probes \
+                and run.probes[-1][0] != run.steps:
+            run.loss, run.acc = _judge(ctx, task, model, inputs, targets, noisy)
             run.best_loss = min(run.best_loss, run.loss)
             run.probes.append((run.steps, run.loss, run.acc))
         run.update_ratio = _median(ratios)
@@ -358,10 +368,10 @@ def _train(ctx, task, *, label, overrides, cap_s, max_steps, budget_capped, min_
 
 
 def _should_judge(task: Task, run: Run, train_acc: float | None) -> bool:
-    if run.steps % PROBE_EVERY == 0 or run.steps <= 3 or run.streak:
+    if run.steps % PROBE_EVERY == 0 or run.streak:
         return True
     # Judge early when the training pass itself already looks memorized (cheap early exit).
-    return train_acc is not None and train_acc >= 0.75 * task.acc_target and run.steps % 2 == 0
+    return train_acc is not None and train_acc >= 0.9 * task.acc_target and run.steps % 2 == 0
 
 
 def _exploded(run: Run) -> bool:
@@ -433,7 +443,8 @@ def _diagnose(ctx, task: Task, base):
     if main.verdict == "memorized":
         return passed(TITLE, f"memorized the batch: {main.summary(task)}", **ev)
     if main.verdict == "learning":
-        cap = "the --budget" if budgeted else f"the {MAIN_CAP_S:g} s cap"
+        cap = {"steps": f"the {max_steps}-step cap", "budget": "the --budget"}.get(
+            main.stop, f"the {MAIN_CAP_S:g} s cap")
         return passed(TITLE, f"learning the batch (not yet memorized when {cap} ended the run): "
                              f"{main.summary(task)}", **ev)
 
