@@ -351,7 +351,9 @@ def _requires_project(pytester) -> None:
 
 def test_requires_marker_skips_with_the_measured_reason_and_recipe(pytester):
     _requires_project(pytester)
-    result = pytester.runpytest("-rs")
+    # A subprocess: in this process timm may already be imported, and find_spec then answers
+    # from sys.modules without asking the conftest's hiding finder.
+    result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(passed=1, skipped=3)
     shm = os.statvfs("/dev/shm")
     size = format_size(shm.f_blocks * shm.f_frsize)
@@ -367,7 +369,7 @@ def test_requires_marker_skips_with_the_measured_reason_and_recipe(pytester):
 
 def test_requires_marker_fails_under_strict(pytester):
     _requires_project(pytester)
-    result = pytester.runpytest("--cvdoctor-strict", "-k", "timm or everything")
+    result = pytester.runpytest_subprocess("--cvdoctor-strict", "-k", "timm or everything")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
         "*ERROR at setup of test_needs_timm*",
@@ -375,7 +377,7 @@ def test_requires_marker_fails_under_strict(pytester):
         "[[]--cvdoctor-strict[]]",
     ])
     pytester.makeini("[pytest]\ncvdoctor_strict = true\n")
-    pytester.runpytest("-k", "shm").assert_outcomes(errors=1, deselected=3)
+    pytester.runpytest_subprocess("-k", "shm").assert_outcomes(errors=1, deselected=3)
 
 
 def test_requires_gpu_says_why_there_is_none(pytester):
