@@ -6,7 +6,6 @@ fact here is computed at most once per run and read-only for the checks that use
 from __future__ import annotations
 
 import functools
-import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -222,3 +221,20 @@ def fold(title: str, problems: list[Problem], ok_message: str, **evidence: Any) 
     return helper(title, message, worst.fix, worst.recipe, **ev)
 
 
+
+
+CLIPPED_ZERO_FRACTION = 0.2  # this share of exact zeros with no negative value: a final ReLU
+
+
+def rows_are_probabilities(out: torch.Tensor, dim: int = 1) -> bool:
+    """Non-negative and summing to 1 along `dim`: softmax already applied."""
+    sums = out.sum(dim=dim)
+    return bool((out >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
+
+
+def relu_clipped_fraction(out: torch.Tensor) -> float | None:
+    """Share of outputs that are exactly 0 when none is negative (logits cut by a final ReLU);
+    None when some output is negative, so nothing clips them."""
+    if float(out.min()) < 0:
+        return None
+    return float((out == 0).float().mean())

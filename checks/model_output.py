@@ -10,15 +10,15 @@ import torch
 
 from cvdoctor.registry import register
 
-from ._model_basics import (Problem, class_index_targets, fold, loss_info, main_output,
-                            targets_tensor, valid_labels)
+from ._model_basics import (CLIPPED_ZERO_FRACTION, Problem, class_index_targets, fold,
+                            loss_info, main_output, relu_clipped_fraction,
+                            rows_are_probabilities, targets_tensor, valid_labels)
 
 TITLE = "Model outputs"
 RECIPES = ["nonfinite-outputs", "head-size-mismatch", "segmentation-output-size", "softmax-twice",
            "clipped-logits", "loss-broadcast-shape"]
 BROADCAST_WARNING = "that is different to the input size"
 MIN_VALUES_FOR_SHAPE_OF_VALUES = 8  # below this, "all outputs in (0, 1)" can be chance
-CLIPPED_ZERO_FRACTION = 0.2
 WIDE_HEAD = 100  # a head this wide with labels that use a tenth of it looks like ImageNet's
 
 
@@ -133,9 +133,7 @@ def _probability_problems(out, loss_name: str, dim: int | None, log: bool = Fals
         is_prob = bool(((out > 0) & (out < 1)).all())
         what = "all in (0, 1): sigmoid outputs"
     else:
-        sums = out.sum(dim=dim)
-        is_prob = bool((out >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums),
-                                                                   atol=1e-3))
+        is_prob = rows_are_probabilities(out, dim)
         what = f"non-negative and sum to 1 over dim {dim}: softmax outputs"
     if not is_prob:
         return []
@@ -150,10 +148,10 @@ def _probability_problems(out, loss_name: str, dim: int | None, log: bool = Fals
 
 
 def _clipped(out, loss_name: str) -> list[Problem]:
-    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES or float(out.min()) < 0:
+    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES:
         return []
-    zeros = float((out == 0).float().mean())
-    if zeros < CLIPPED_ZERO_FRACTION:
+    zeros = relu_clipped_fraction(out)
+    if zeros is None or zeros < CLIPPED_ZERO_FRACTION:
         return []
     return [Problem(
         "fail", "clipped-logits",

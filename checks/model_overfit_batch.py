@@ -20,6 +20,8 @@ from cvdoctor.finding import failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.registry import register
 
+from ._model_basics import CLIPPED_ZERO_FRACTION, relu_clipped_fraction, rows_are_probabilities
+
 TITLE = "Overfit one batch"
 
 # Without --budget: the main run stops after this many seconds or steps, each re-run after
@@ -151,15 +153,13 @@ def _smoothed_floor(eps: float, c: int) -> float:
 
 def _capping_evidence(out: torch.Tensor, c: int) -> dict:
     """Outputs that keep cross-entropy above a floor: probabilities or ReLU-clipped logits."""
-    sums = out.sum(1)
-    if float(out.min()) >= 0 and float(out.max()) <= 1 and torch.allclose(
-            sums, torch.ones_like(sums), atol=1e-3):
+    if rows_are_probabilities(out, 1):
         # softmax(p) with p one-hot is the best a probability vector can do under cross-entropy
         bound = math.log(1 + (c - 1) / math.e)
         return {"cause": "probabilities", "loss_bound": round(bound, 4),
-                "row_sum": round(float(sums.mean()), 4)}
-    zeros = float((out == 0).float().mean())
-    if float(out.min()) >= 0 and zeros >= 0.2:
+                "row_sum": round(float(out.sum(1).mean()), 4)}
+    zeros = relu_clipped_fraction(out)
+    if zeros is not None and zeros >= CLIPPED_ZERO_FRACTION:
         return {"cause": "clipped", "zero_fraction": round(zeros, 3)}
     return {}
 
