@@ -62,7 +62,9 @@ def model(target, select, ignore, as_json, verbose, strict, input_shape, num_cla
             progress(f"loading {target} ...")
             spec = load_target(target, options)
         except TargetError as exc:
-            _stderr(f"cvdoctor: cannot load {target}: {exc}")
+            # Loader messages that already start with the target need not repeat it.
+            detail = str(exc).removeprefix(f"{target}: ")
+            _stderr(f"cvdoctor: cannot load {target}: {detail}")
             sys.exit(exitcodes.USAGE)
         from cvdoctor.api import run_model_spec
 
