@@ -35,7 +35,10 @@ def summary_line(report: Report) -> str:
     counts = {s: 0 for s in MARKS}
     for f in report.findings:
         counts[f.status] += 1
-    parts = [f"{len(report.findings)} checks"]
+    n_checks = len(report.check_ids())
+    parts = [f"{n_checks} check{'s' if n_checks != 1 else ''}"]
+    if len(report.findings) != n_checks:  # the counts below are of findings
+        parts[0] += f" ({len(report.findings)} findings)"
     for status, word in ((FAIL, "failed"), (ERROR, "broke"), (WARN, "warned"), (SKIP, "skipped")):
         if counts[status]:
             parts.append(f"{counts[status]} {word}")

@@ -201,3 +201,13 @@ def test_a_check_with_several_findings_shows_its_id_once():
 def test_report_repr_is_short():
     r = _report(passed("a", "b"), failed("c", "d", "e", "r"))
     assert repr(r) == "<Report env: fail (env.c1)>"
+
+
+def test_summary_counts_checks_and_says_when_findings_differ():
+    one = _report(failed("Shm", "64 MiB", "fix", "shm-docker-ipc"))
+    assert render_text(one).splitlines()[0].startswith("cvdoctor env: 1 check, 1 failed")
+    a = warned("CPUs", "2", "fix", "resources-few-cpus")
+    b = warned("Disk", "1 GiB", "fix", "resources-low-disk")
+    a.check = b.check = "env.resources"
+    head = render_text(_report(a, b)).splitlines()[0]
+    assert head.startswith("cvdoctor env: 1 check (2 findings), 2 warned"), head
