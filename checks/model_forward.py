@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cvdoctor.catalog import error_recipe_ids, recipe_for_error
 from cvdoctor.finding import failed, passed
+from cvdoctor.model.context import DEEPCOPY_FAILED, TO_DEVICE_FAILED
 from cvdoctor.registry import register
 
 from ._model_basics import main_output
@@ -16,7 +17,7 @@ GENERIC = "forward-error"
 
 
 # The explain matcher can land on any recipe with error patterns: this check may emit each.
-RECIPES = [GENERIC, *error_recipe_ids()]  # fixed at import: what the registration allows
+RECIPES = sorted({GENERIC, "device-mismatch", *error_recipe_ids()})  # fixed at import
 
 
 @register("model.forward", title=TITLE, recipes=RECIPES, needs=["base"])
@@ -31,11 +32,17 @@ def check(ctx):
         loss = f"loss {base.loss:.4g}" if base.loss is not None else "loss not a number"
         return passed(TITLE, f"{how} ran: {shape}{loss} in {base.seconds:.2f} s",
                       seconds=round(base.seconds, 4))
-    if err.module == "<deepcopy>":
+    if err.module == DEEPCOPY_FAILED:
         return failed(TITLE, f"cvdoctor cannot copy the model (copy.deepcopy raised {err.text}); "
                       "it never touches the original, so no check can run",
                       "Make the model deep-copyable (no open files, locks or generators as "
                       "attributes).", GENERIC, error=err.text, traceback=err.traceback)
+    if err.module == TO_DEVICE_FAILED:
+        return failed(TITLE, f"the model or the batch cannot be moved to {ctx.device}: "
+                      f"{err.text[:240]}",
+                      f"Put the model and every batch on one device: model.to('{ctx.device}'), "
+                      f"x.to('{ctx.device}'); meta tensors need real weights first.",
+                      "device-mismatch", error=err.text, traceback=err.traceback)
     recipe, matched = _recipe_for(err)
     if stage == "loss":
         where = "in the loss"

@@ -94,6 +94,11 @@ def rng_guard(seed: int | None = 0) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+# ErrorInfo.module values for failures before the user's forward ran.
+DEEPCOPY_FAILED = "<deepcopy>"
+TO_DEVICE_FAILED = "<to-device>"
+
+
 @dataclass
 class ErrorInfo:
     """An exception from the user's code, with where it happened."""
@@ -244,12 +249,17 @@ class ModelContext:
         start = time.perf_counter()
         with rng_guard(self.seed):
             try:
-                model = self.copy_model(train=True)
+                model = copy.deepcopy(self.spec.model)
             except Exception as exc:  # noqa: BLE001 - an un-copyable model is the user's problem
-                result.forward_error = error_info(exc, "<deepcopy>")
+                result.forward_error = error_info(exc, DEEPCOPY_FAILED)
+                return result
+            try:
+                model = model.to(self.device).train(True)
+                inputs, targets = self.batch()
+            except Exception as exc:  # noqa: BLE001 - e.g. meta tensors, a batch on another device
+                result.forward_error = error_info(exc, TO_DEVICE_FAILED)
                 return result
             result.model = model
-            inputs, targets = self.batch()
             tracker = _ModuleTracker(model)
             outputs = None
             with warnings.catch_warnings(record=True) as caught:
