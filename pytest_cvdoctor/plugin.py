@@ -153,10 +153,13 @@ def env_summary(report: Any) -> list[str]:
 
     width = max((len(f.check) for f in report.findings), default=0)
     lines = [summary_line(report).rstrip()]
+    previous = None
     for f in report.findings:
         more = f" [cvdoctor explain {f.recipe}]" if f.recipe and f.is_problem else ""
         room = _HEADER_WIDTH - width - 4 - len(more)
-        lines.append(f"  {MARKS[f.status]} {f.check.ljust(width)} {_fit(f.message, room)}{more}")
+        shown_id = f.check if f.check != previous else ""  # as in the text report
+        previous = f.check
+        lines.append(f"  {MARKS[f.status]} {shown_id.ljust(width)} {_fit(f.message, room)}{more}")
     return [redact_text(line) for line in lines]
 
 
