@@ -205,7 +205,7 @@ def _row(rec: dict[str, Any], verdict: tuple[str, str | None, str, str]) -> dict
             "load": (rec.get("load") or {}).get("status")}
 
 
-@register("env.checkpoints", title=TITLE, needs=["checkpoints"],
+@register("env.checkpoints", order=70, title=TITLE, needs=["checkpoints"],
           recipes=[TRUNCATED, NOT_A_CHECKPOINT, HASH_MISMATCH, UNSAFE, LOAD_FAILED])
 def check(ctx) -> Finding:
     facts = ctx.fact("checkpoints")

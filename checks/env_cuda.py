@@ -184,7 +184,8 @@ def _probe_ran_ok(probe: dict, index: Any) -> bool:
     return False
 
 
-@register("env.cuda", title=TITLE, recipes=RECIPES, needs=["torch", "gpu", "gpu_probe", "platform"])
+@register("env.cuda", order=30, title=TITLE,
+          recipes=RECIPES, needs=["torch", "gpu", "gpu_probe", "platform"])
 def check(ctx):
     t, gpu = ctx.fact("torch"), ctx.fact("gpu")
     plat = ctx.optional_fact("platform")

@@ -51,7 +51,8 @@ def device_memory(gpu: dict, t: dict) -> list[dict[str, Any]]:
     return rows
 
 
-@register("env.gpu_memory", title=TITLE, recipes=["gpu-memory-in-use"], needs=["gpu", "torch"])
+@register("env.gpu_memory", order=40, title=TITLE,
+          recipes=["gpu-memory-in-use"], needs=["gpu", "torch"])
 def check(ctx):
     gpu = ctx.fact("gpu")
     t = ctx.optional_fact("torch")

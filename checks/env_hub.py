@@ -15,7 +15,8 @@ def token_text(token: dict) -> str:
     return f"Hugging Face token set ({token.get('length')} characters, from {token.get('source')})"
 
 
-@register("env.hub", title=TITLE, recipes=["hub-cache-unwritable", "hub-offline-no-cache"],
+@register("env.hub", order=90, title=TITLE,
+          recipes=["hub-cache-unwritable", "hub-offline-no-cache"],
           needs=["hub"])
 def check(ctx):
     h = ctx.fact("hub")

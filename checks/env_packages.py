@@ -63,7 +63,7 @@ def ops_text(ops: dict) -> str:
     return f"compiled ops load and nms runs{where}"
 
 
-@register("env.packages", title=TITLE,
+@register("env.packages", order=60, title=TITLE,
           recipes=[MISMATCH, *MISSING_RECIPE.values()], needs=["packages", "torch"])
 def check(ctx):
     facts = ctx.fact("packages")

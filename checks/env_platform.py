@@ -58,7 +58,7 @@ def python_problem(p: dict) -> str | None:
     return None
 
 
-@register("env.platform", title=TITLE,
+@register("env.platform", order=10, title=TITLE,
           recipes=["platform-python-unsupported", "platform-aarch64-no-container"],
           needs=["platform"])
 def check(ctx):

@@ -91,7 +91,7 @@ def open_files_finding(limits: dict, strategy: str | None):
     return passed("Open files", measured, **evidence)
 
 
-@register("env.resources", title=TITLE,
+@register("env.resources", order=80, title=TITLE,
           recipes=["resources-few-cpus", "resources-low-memory", "resources-low-disk",
                    "resources-open-files-limit"],
           needs=["resources", "torch"])

@@ -51,7 +51,7 @@ def _probe_finding(s: dict, base: dict, in_container: bool, where: str) -> objec
                   f"{error}", _fix(need, in_container), RECIPE, **evidence)
 
 
-@register("env.shm", title=TITLE, recipes=[RECIPE], needs=["shm", "platform"])
+@register("env.shm", order=50, title=TITLE, recipes=[RECIPE], needs=["shm", "platform"])
 def check(ctx):
     s = ctx.fact("shm")
     p = ctx.fact("platform")

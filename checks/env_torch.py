@@ -25,7 +25,7 @@ def import_error_summary(t: dict) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
-@register("env.torch", title=TITLE, recipes=["torch-import-failed", "aarch64-cpu-torch"],
+@register("env.torch", order=20, title=TITLE, recipes=["torch-import-failed", "aarch64-cpu-torch"],
           needs=["torch", "platform", "gpu"])
 def check(ctx):
     t = ctx.fact("torch")

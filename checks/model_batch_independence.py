@@ -229,7 +229,7 @@ def _prepare(ctx):
     return model, inputs, None
 
 
-@register("model.batch_independence", title=TITLE, recipes=RECIPES, needs=[])
+@register("model.batch_independence", order=80, title=TITLE, recipes=RECIPES, needs=[])
 def check(ctx) -> Finding:
     model, inputs, skip = _prepare(ctx)
     if skip:

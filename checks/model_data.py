@@ -23,7 +23,7 @@ RECIPES = ["nonfinite-inputs", "unnormalized-input", "channels-mismatch", "label
 SINGLE_CLASS_MIN_BATCH = 4  # below this, one class in a batch is plain chance
 
 
-@register("model.data", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.data", order=10, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     problems: list[Problem] = []
     x = first_tensor(ctx.spec.inputs)

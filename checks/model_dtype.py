@@ -25,7 +25,7 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-@register("model.dtype", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.dtype", order=20, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     model = ctx.spec.model
     tensors = [(f"param {n}", t) for n, t in model.named_parameters()]

@@ -20,7 +20,7 @@ GENERIC = "forward-error"
 RECIPES = sorted({GENERIC, "device-mismatch", *error_recipe_ids()})  # fixed at import
 
 
-@register("model.forward", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.forward", order=30, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     base = ctx.base
     err, stage = ((base.forward_error, "forward") if base.forward_error is not None

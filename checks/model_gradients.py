@@ -147,7 +147,7 @@ def name_list(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-@register("model.gradients", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.gradients", order=60, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx) -> Finding | list[Finding]:
     model = ctx.spec.model
     named = list(model.named_parameters())

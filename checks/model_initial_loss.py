@@ -35,7 +35,7 @@ def bands(expected: float, prior_entropy: float | None) -> dict[str, float]:
             "warn_below": 0.5 * low_ref}
 
 
-@register("model.initial_loss", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.initial_loss", order=50, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     info = loss_info(ctx)
     base = ctx.base

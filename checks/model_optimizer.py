@@ -20,7 +20,7 @@ TITLE = "Optimizer covers and moves the parameters"
 RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-updating"]
 
 
-@register("model.optimizer", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.optimizer", order=70, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx) -> Finding | list[Finding]:
     spec = ctx.spec
     model = spec.model

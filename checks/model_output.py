@@ -22,7 +22,7 @@ MIN_VALUES_FOR_SHAPE_OF_VALUES = 8  # below this, "all outputs in (0, 1)" can be
 WIDE_HEAD = 100  # a head this wide with labels that use a tenth of it looks like ImageNet's
 
 
-@register("model.output", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.output", order=40, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     from cvdoctor.finding import skipped
 

@@ -58,7 +58,7 @@ RECIPES = ["overfit-lr-too-high", "overfit-lr-too-low", "overfit-weight-decay", 
            "overfit-no-progress", "overfit-budget-exhausted", "nan-loss"]
 
 
-@register("model.overfit_batch", title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.overfit_batch", order=100, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
     base = ctx.base
     if not base.ok or base.model is None:

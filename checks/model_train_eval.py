@@ -25,7 +25,7 @@ def _names(names, limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-@register("model.train_eval", title=TITLE, recipes=RECIPES, needs=[])
+@register("model.train_eval", order=90, title=TITLE, recipes=RECIPES, needs=[])
 def check(ctx) -> Finding | list[Finding]:
     user_model = ctx.spec.model
     findings: list[Finding] = []

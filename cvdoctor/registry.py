@@ -17,6 +17,7 @@ class CheckSpec:
     title: str
     recipes: tuple[str, ...]  # every recipe id this check may emit (consistency-tested)
     needs: tuple[str, ...]  # fact names the check reads; lets a run gather only those
+    order: int = 1000  # place in the report: causes before consequences, then by id
 
     @property
     def command(self) -> str:
@@ -30,15 +31,16 @@ class DuplicateCheckError(ValueError):
 _REGISTRY: dict[str, CheckSpec] = {}
 
 
-def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: Iterable[str] = ()):
-    """Decorator: ``@register("env.shm", title=..., recipes=[...], needs=["shm"])``."""
+def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: Iterable[str] = (),
+             order: int = 1000):
+    """Decorator: ``@register("env.shm", title=..., recipes=[...], needs=["shm"], order=50)``."""
     if "." not in check_id or not set(check_id) <= _ID_CHARS:
         raise ValueError(f"check id must be dotted lower-case, got {check_id!r}")
 
     def wrap(func: Callable) -> Callable:
         if check_id in _REGISTRY:
             raise DuplicateCheckError(f"check id {check_id!r} is registered twice")
-        _REGISTRY[check_id] = CheckSpec(check_id, func, title, tuple(recipes), tuple(needs))
+        _REGISTRY[check_id] = CheckSpec(check_id, func, title, tuple(recipes), tuple(needs), order)
         return func
 
     return wrap
@@ -67,7 +69,7 @@ def load_builtin_checks(command: str | None = None) -> None:
 
 def all_checks(command: str | None = None) -> list[CheckSpec]:
     load_builtin_checks(command)
-    specs = sorted(_REGISTRY.values(), key=lambda s: s.id)
+    specs = sorted(_REGISTRY.values(), key=lambda s: (s.order, s.id))
     return [s for s in specs if command is None or s.command == command]
 
 

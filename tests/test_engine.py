@@ -211,3 +211,21 @@ def test_summary_counts_checks_and_says_when_findings_differ():
     a.check = b.check = "env.resources"
     head = render_text(_report(a, b)).splitlines()[0]
     assert head.startswith("cvdoctor env: 1 check (2 findings), 2 warned"), head
+
+
+def test_checks_run_and_report_in_their_declared_order(scratch_checks):
+    register("zz.late", title="t", order=20)(lambda ctx: passed("t", "m"))
+    register("zz.early", title="t", order=10)(lambda ctx: passed("t", "m"))
+    scratch_checks("zz.default", lambda ctx: passed("t", "m"))
+    try:
+        assert [f.check for f in runner.run("zz", ctx=None).findings] == \
+            ["zz.early", "zz.late", "zz.default"]
+    finally:
+        unregister("zz.late")
+        unregister("zz.early")
+
+
+def test_model_report_reads_cause_first():
+    ids = [s.id for s in all_checks("model")]
+    assert ids.index("model.data") < ids.index("model.forward") < ids.index("model.gradients") \
+        < ids.index("model.overfit_batch")
