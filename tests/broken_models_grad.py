@@ -65,15 +65,6 @@ def all_frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def frozen_backbone_resnet18(num_classes: int = 10) -> nn.Module:
-    """Healthy transfer learning: everything frozen except the fresh head."""
-    import torchvision
-
-    model = torchvision.models.resnet18(weights=None)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
 
 
 class DeadReLU(nn.Module):
@@ -246,3 +237,4 @@ def head_replaced_after_optimizer(num_classes: int = 10):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.head = nn.Linear(model.head.in_features, num_classes)
     return model, optimizer
+

@@ -83,3 +83,39 @@ def digits_batch(n: int = 16, seed: int = 0):
     x = (x - x.mean()) / x.std()
     y = torch.tensor(data.target[idx.numpy()], dtype=torch.long)
     return x, y
+
+
+def tv_resnet18(num_classes: int = 10) -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+
+
+def timm_model(name: str, num_classes: int = 10, **kw) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
+
+
+def frozen_backbone_resnet18(num_classes: int = 10) -> nn.Module:
+    """Healthy transfer learning: everything frozen except the fresh head."""
+    model = tv_resnet18(1000)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+# name -> (model factory, batch factory or None for image_batch()): real architectures that every
+# model check must stay quiet on. Tests pick the subset their cost allows.
+HEALTHY_SETUPS = {
+    "small_cnn": (lambda: SmallCNN(), None),
+    "heavy_dropout": (lambda: SmallCNN(dropout=0.5), None),
+    "unet": (lambda: TinyUNet(), mask_batch),
+    "digits_1ch": (lambda: SmallCNN(in_channels=1), digits_batch),
+    "tv_resnet18": (tv_resnet18, None),
+    "timm_resnet18": (lambda: timm_model("resnet18"), None),
+    "timm_resnet10t": (lambda: timm_model("resnet10t"), None),
+    "timm_vit_32px": (lambda: timm_model("vit_tiny_patch16_224", img_size=32, patch_size=4), None),
+    "frozen_backbone": (frozen_backbone_resnet18, None),
+}

@@ -13,19 +13,11 @@ import pytest
 from cvdoctor.api import check_env
 from cvdoctor.facts.platform_info import gather_platform
 from cvdoctor.facts.shm import BATCH_BYTES, shm_need
+from envfacts import platform_facts
 
 MiB, GiB = 2**20, 2**30
 REPO = Path(__file__).resolve().parents[1]
 CLI = "from cvdoctor.cli import main; main()"
-
-
-def platform_facts(**over) -> dict:
-    facts = {"system": "Linux", "release": "6.8.0", "machine": "x86_64", "python": "3.11.7",
-             "python_implementation": "CPython", "libc": "glibc 2.36", "container": None,
-             "container_hints": [], "ngc": None, "ngc_env": {}, "jetson": None, "dgx": None,
-             "wsl": False, "torch_version": "2.15.0", "torch_requires_python": ">=3.11"}
-    facts.update(over)
-    return facts
 
 
 def shm_facts(size: int | None = 64 * MiB, free: int | None = None, exists: bool = True,

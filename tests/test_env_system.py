@@ -20,6 +20,7 @@ from cvdoctor.facts.packages import PACKAGES, inspect_package, satisfies, versio
 from cvdoctor.facts.platform_info import (detect_container, detect_dgx, detect_jetson,
                                           detect_ngc, detect_wsl)
 from cvdoctor.facts.resources import cgroup_cpu_quota, cgroup_memory, suggested_workers
+from envfacts import platform_facts
 
 GiB = 2**30
 REPO = Path(__file__).resolve().parents[1]
@@ -47,15 +48,6 @@ def write(path: Path, text: str = "") -> Path:
 
 
 # ---- env.platform --------------------------------------------------------------------------
-
-def platform_facts(**over) -> dict:
-    facts = {"system": "Linux", "release": "6.8.0", "machine": "x86_64", "python": "3.11.7",
-             "python_implementation": "CPython", "libc": "glibc 2.36", "container": None,
-             "container_hints": [], "ngc": None, "ngc_env": {}, "jetson": None, "dgx": None,
-             "wsl": False, "torch_version": "2.15.0", "torch_requires_python": ">=3.11"}
-    facts.update(over)
-    return facts
-
 
 def platform_findings(**over):
     return check_env(select=["env.platform"],

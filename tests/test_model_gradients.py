@@ -8,8 +8,8 @@ from torch import nn
 import cvdoctor
 from broken_models_grad import (DeadReLU, DetachedBackbone, ExplodingChain, InplaceAfterSigmoid,
                                 LogOfNegative, NoGradBackbone, SigmoidChain, UnusedBranch,
-                                all_frozen, frozen_backbone_resnet18)
-from modelzoo import SmallCNN, TinyUNet, digits_batch, image_batch, mask_batch
+                                all_frozen)
+from modelzoo import HEALTHY_SETUPS, SmallCNN, frozen_backbone_resnet18, image_batch, timm_model
 
 CHECK = "model.gradients"
 
@@ -25,27 +25,7 @@ def one(model, batch=None, **kw):
     return findings[0]
 
 
-def _timm(name, **kw):
-    timm = pytest.importorskip("timm")
-    return timm.create_model(name, pretrained=False, num_classes=10, **kw)
-
-
-def _tv_resnet18():
-    tv = pytest.importorskip("torchvision")
-    return tv.models.resnet18(weights=None, num_classes=10)
-
-
-HEALTHY = {
-    "small_cnn": (lambda: SmallCNN(), None),
-    "heavy_dropout": (lambda: SmallCNN(dropout=0.5), None),
-    "unet": (lambda: TinyUNet(), mask_batch),
-    "digits_1ch": (lambda: SmallCNN(in_channels=1), digits_batch),
-    "tv_resnet18": (_tv_resnet18, None),
-    "timm_resnet18": (lambda: _timm("resnet18"), None),
-    "timm_resnet10t": (lambda: _timm("resnet10t"), None),
-    "timm_vit_32px": (lambda: _timm("vit_tiny_patch16_224", img_size=32, patch_size=4), None),
-    "frozen_backbone": (frozen_backbone_resnet18, None),
-}
+HEALTHY = HEALTHY_SETUPS
 
 
 @pytest.mark.parametrize("name", sorted(HEALTHY))
@@ -56,7 +36,7 @@ def test_healthy_models_pass(name):
 
 
 def test_timm_zero_init_gamma_is_alive_after_one_step_not_dead():
-    f = one(_timm("resnet18"))
+    f = one(timm_model("resnet18"))
     assert f.status == "pass", f.message
     assert f.evidence["zero_at_init"] > 0  # the zero-init BN gammas were seen, then judged alive
     assert "alive after one step" in f.message

@@ -16,12 +16,7 @@ import cvdoctor
 from modelzoo import SmallCNN, TinyUNet, image_batch, mask_batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def snapshot_model(model: nn.Module) -> dict:

@@ -6,9 +6,8 @@ import torch
 
 import cvdoctor
 from broken_models_grad import (DropoutSubclassModel, DropoutUnused, FlattenAcrossBatch,
-                                ForcedBatchStats, HardcodedDropout, NoRunningStats,
-                                frozen_backbone_resnet18)
-from modelzoo import SmallCNN, TinyUNet, image_batch, mask_batch
+                                ForcedBatchStats, HardcodedDropout, NoRunningStats)
+from modelzoo import HEALTHY_SETUPS, SmallCNN, image_batch
 
 BI, TE = "model.batch_independence", "model.train_eval"
 
@@ -23,25 +22,9 @@ def one(findings):
     return findings[0]
 
 
-def _vit():
-    timm = pytest.importorskip("timm")
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4,
-                             num_classes=10)
-
-
-def _tv_resnet18():
-    tv = pytest.importorskip("torchvision")
-    return tv.models.resnet18(weights=None, num_classes=10)
-
-
-HEALTHY = {
-    "small_cnn": (lambda: SmallCNN(), None),
-    "heavy_dropout": (lambda: SmallCNN(dropout=0.5), None),
-    "unet": (lambda: TinyUNet(), mask_batch),
-    "tv_resnet18": (_tv_resnet18, None),
-    "timm_vit_32px": (_vit, None),
-    "frozen_backbone": (frozen_backbone_resnet18, None),
-}
+# The cheaper half of the shared healthy set: these two checks run several extra forwards.
+HEALTHY = {name: HEALTHY_SETUPS[name] for name in (
+    "small_cnn", "heavy_dropout", "unet", "tv_resnet18", "timm_vit_32px", "frozen_backbone")}
 
 
 @pytest.mark.parametrize("name", sorted(HEALTHY))

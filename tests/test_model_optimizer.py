@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 import cvdoctor
-from broken_models_grad import SigmoidChain, frozen_backbone_resnet18, head_replaced_after_optimizer
+from broken_models_grad import SigmoidChain, head_replaced_after_optimizer
+from modelzoo import frozen_backbone_resnet18
 from modelzoo import SmallCNN, image_batch
 
 CHECK = "model.optimizer"

@@ -20,14 +20,7 @@ CHECK = "model.overfit_batch"
 BUDGET = 60.0  # generous: verdicts come from the training curve, not from the clock
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a CPU shared with other jobs run many times slower than one;
-    the verdicts do not depend on it, the test time does."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overfit(model, batch=None, **kwargs):

@@ -19,13 +19,7 @@ torchvision = pytest.importorskip("torchvision")
 timm = pytest.importorskip("timm")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a CPU shared with other jobs run many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _resnet18():
