@@ -21,6 +21,8 @@ from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.registry import register
 
+from ._model_basics import cached
+
 TITLE = "Gradient flow"
 OWN_RECIPES = [
     "no-trainable-parameters", "tensor-does-not-require-grad", "inplace-modification",
@@ -75,8 +77,10 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+@cached
 def trace_modules(ctx) -> ModuleTrace:
-    """One train-mode forward + loss on a copy, hooks recording which modules ran and how."""
+    """One train-mode forward + loss on a copy, hooks recording which modules ran and how.
+    Cached per context: the no-gradient and dead-gradient diagnoses both read it."""
     trace = ModuleTrace()
 
     def hook_for(name):
