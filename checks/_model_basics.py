@@ -238,3 +238,10 @@ def relu_clipped_fraction(out: torch.Tensor) -> float | None:
     if float(out.min()) < 0:
         return None
     return float((out == 0).float().mean())
+
+
+def quoted_names(names, limit: int = 3) -> str:
+    """`a`, `b`, `c` and 2 more: module names for a one-line message."""
+    names = list(names)
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -21,6 +21,8 @@ from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import call_model, first_tensor, rng_guard
 from cvdoctor.registry import register
 
+from ._model_basics import quoted_names
+
 TITLE = "Samples stay independent in eval mode"
 RECIPES = ["batch-mixing", "eval-batch-dependent"]
 
@@ -278,7 +280,7 @@ def check(ctx) -> Finding:
     if first.batch_stats and (module is None or _related(module, first.batch_stats)):
         return warned(
             TITLE, f"{measured}, through batch statistics in eval mode "
-            f"({_names(first.batch_stats)}); model.train_eval reports the cause",
+            f"({quoted_names(first.batch_stats)}); model.train_eval reports the cause",
             "Let BatchNorm use its running statistics in eval (no `training=True` in "
             "F.batch_norm, keep track_running_stats=True).", "eval-batch-dependent", **evidence)
     if module is None:
@@ -297,8 +299,3 @@ def check(ctx) -> Finding:
 def _related(module: str, names: list[str]) -> bool:
     return any(module == m or module.startswith(m + ".") or m.startswith(module + ".")
                for m in names)
-
-
-def _names(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(f"`{n}`" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

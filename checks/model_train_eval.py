@@ -16,13 +16,10 @@ from cvdoctor.checks.model_batch_independence import (REL_TOL, batch_rows, batch
                                                       measure_dependence, row_change,
                                                       traced_forward)
 
+from ._model_basics import quoted_names
+
 TITLE = "Train/eval mode behaviour"
 RECIPES = ["model-in-eval-mode", "eval-nondeterministic", "eval-batch-dependent"]
-
-
-def _names(names, limit: int = 3) -> str:
-    shown = ", ".join(f"`{n}`" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 @register("model.train_eval", order=90, title=TITLE, recipes=RECIPES, needs=[])
@@ -43,7 +40,7 @@ def check(ctx) -> Finding | list[Finding]:
                    and _is_mode_dependent(m)]
         if in_eval:
             notes.append(f"{len(in_eval)} dropout/norm modules are kept in eval mode inside a "
-                         f"training model ({_names(in_eval)}; frozen BatchNorm, taken as "
+                         f"training model ({quoted_names(in_eval)}; frozen BatchNorm, taken as "
                          f"intentional)")
 
     inputs, _ = ctx.batch()
