@@ -2,7 +2,7 @@
 through it."""
 from __future__ import annotations
 
-from cvdoctor.facts.resources import human_bytes
+from cvdoctor.units import human_bytes
 from cvdoctor.finding import failed, passed, skipped, warned
 from cvdoctor.registry import register
 

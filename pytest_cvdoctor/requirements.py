@@ -47,10 +47,9 @@ def parse_size(value: str | int | float) -> int:
 
 
 def format_size(n: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
+    from cvdoctor.units import human_bytes  # imported on use: the plugin loads only stdlib
+
+    return human_bytes(n)
 
 
 @dataclass(frozen=True)
