@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
+from cvdoctor.archcompat import parse_version
 from cvdoctor.facts import provider
 
 # module name -> (distributions that provide it, the install command cvdoctor suggests).
@@ -28,13 +29,9 @@ PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
              "opencv-contrib-python-headless"), "pip install opencv-python-headless"),
 }
 
-_NUM = re.compile(r"^(\d+(?:\.\d+)*)")
-
-
 def version_tuple(version: str | None) -> tuple[int, ...]:
-    """'2.15.0+cu128' -> (2, 15, 0); anything unparsable -> ()."""
-    m = _NUM.match((version or "").strip())
-    return tuple(int(p) for p in m.group(1).split(".")) if m else ()
+    """'2.15.0+cu128' -> (2, 15, 0); anything unparsable -> () (comparable, unlike None)."""
+    return parse_version(version) or ()
 
 
 def _cmp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
