@@ -22,12 +22,11 @@ class CvdoctorWarning(UserWarning):
     """A cvdoctor check warned: suspicious, but it can be legitimate (the message says when)."""
 
 
-_MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "–", "error": "E"}
-
-
 def describe_finding(finding: Any, indent: str = "  ") -> list[str]:
     """The lines that tell one finding: mark, id, title and measured message, fix, recipe."""
-    lines = [f"{_MARKS.get(finding.status, '?')} {finding.check}: {finding.title}: "
+    from cvdoctor.render import MARKS  # on use: only failing assertions pay for it
+
+    lines = [f"{MARKS.get(finding.status, '?')} {finding.check}: {finding.title}: "
              f"{finding.message}"]
     if finding.fix:
         lines.append(f"{indent}fix: {finding.fix}")
