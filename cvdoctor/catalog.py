@@ -12,7 +12,7 @@ from importlib import resources
 CATEGORIES = (
     "shm", "torchvision-mismatch", "gpu-arch", "missing-module", "checkpoint", "hub-auth",
     "dtype", "device", "shape", "labels", "autograd", "oom", "nan", "yolo-sam", "training",
-    "platform",
+    "platform", "dataset", "distributed",
 )
 SECTIONS = ("Symptom", "Cause", "Fix", "Verify", "References")
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
