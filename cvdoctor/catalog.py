@@ -30,6 +30,7 @@ class Recipe:
     patterns: list[str]
     body: str
     path: str
+    fix: str = ""          # the one-line fix, in the recipe's own words (front matter `fix:`)
     compiled: list[re.Pattern] = field(default_factory=list, repr=False)
 
     def section(self, name: str) -> str:
@@ -58,6 +59,10 @@ def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{path}: front matter is not closed with '---'") from None
     meta: dict[str, object] = {}
     current_list: list[str] | None = None
+    # A scalar may continue on indented lines (YAML folds them with one space), so a long `fix:`
+    # wraps at ~100 columns like the rest of the file; it is unquoted once it is complete.
+    raw: dict[str, tuple[str, str]] = {}
+    current_scalar: str | None = None
     for n, line in enumerate(lines[1:end], start=2):
         where = f"{path}:{n}"
         if not line.strip() or line.lstrip().startswith("#"):
@@ -65,21 +70,28 @@ def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
         if line.startswith(("  - ", "- ")) and current_list is not None:
             current_list.append(_scalar(line.split("- ", 1)[1], where))
             continue
+        if line.startswith(" ") and current_scalar is not None:
+            first, value = raw[current_scalar]
+            raw[current_scalar] = (first, f"{value.rstrip()} {line.strip()}")
+            continue
         if ":" not in line or line.startswith(" "):
             raise RecipeError(f"{where}: expected 'key: value', got {line!r}")
         key, value = line.split(":", 1)
         key = key.strip()
         if key in meta:
             raise RecipeError(f"{where}: key {key!r} appears twice")
+        current_list = current_scalar = None
         if value.strip() == "[]":
             meta[key] = []
-            current_list = None
         elif value.strip():
-            meta[key] = _scalar(value, where)
-            current_list = None
+            meta[key] = ""
+            raw[key] = (where, value)
+            current_scalar = key
         else:
             current_list = []
             meta[key] = current_list
+    for key, (where, value) in raw.items():
+        meta[key] = _scalar(value, where)
     for key in ("id", "title", "category"):
         if not isinstance(meta.get(key), str) or not meta[key]:
             raise RecipeError(f"{path}: front matter needs a non-empty {key!r}")
@@ -101,7 +113,12 @@ def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
     missing = [s for s in SECTIONS if not re.search(rf"^## {s}\s*$", body, re.M)]
     if missing:
         raise RecipeError(f"{path}: missing section(s) {', '.join(missing)}")
-    return Recipe(rid, str(meta["title"]), category, list(patterns), body, path, compiled)
+    fix = meta.get("fix")
+    if not isinstance(fix, str) or not fix.strip():
+        raise RecipeError(f"{path}: front matter needs a non-empty 'fix' (the one-line fix, in "
+                          "the recipe's own words)")
+    return Recipe(rid, str(meta["title"]), category, list(patterns), body, path,
+                  fix=fix.strip(), compiled=compiled)
 
 
 @lru_cache(maxsize=1)
@@ -129,10 +146,11 @@ class Match:
     score: float
     matched_text: str
     line: str
+    fix: str = ""
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "category": self.category, "score": self.score,
-                "matched_text": self.matched_text, "line": self.line}
+                "matched_text": self.matched_text, "line": self.line, "fix": self.fix}
 
 
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Warning)\b.*:", re.M)
@@ -167,7 +185,7 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
         line_end = text.find("\n", shown.start())
         line = text[line_start:line_end if line_end != -1 else len(text)].strip()
         matches.append(Match(recipe.id, recipe.category, round(score, 3), shown.group(0),
-                             line[:300]))
+                             line[:300], recipe.fix))
     matches.sort(key=lambda m: (-m.score, m.recipe))
     return matches
 

@@ -21,25 +21,9 @@ def exception_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def _plain(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def one_line_fix(recipe) -> str:
-    """The fix in one sentence: a recipe opens with a paragraph that holds the point and ends
-    with what to do, so its last sentence; else the first sentence of the Fix section."""
-    opening = recipe.body.split("\n## ", 1)[0]
-    if opening.lstrip().startswith("## "):
-        opening = ""
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", _plain(opening))
-    if sentences and sentences[-1] and len(sentences[-1]) <= 240:
-        return sentences[-1]
-    for para in re.split(r"\n\s*\n", recipe.section("Fix")):
-        para = para.strip()
-        if para and not para.startswith(("```", "    ", "|")):
-            first = re.split(r"(?<=[.!?:])\s+", _plain(para))[0].rstrip(":")
-            return first if len(first) <= 240 else first[:237].rstrip() + "..."
-    return ""
+    """The recipe's one-line fix, in its own words (its `fix:` front matter)."""
+    return recipe.fix
 
 
 def explain_exception(exc: BaseException) -> str | None:

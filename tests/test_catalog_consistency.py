@@ -50,6 +50,25 @@ def test_recipes_have_their_sections_and_cite_a_reference():
         assert opening, f"{rid}: needs an opening paragraph before the sections"
 
 
+def test_every_recipe_has_a_one_line_fix_in_its_own_words():
+    for rid, recipe in load_catalog().items():
+        assert recipe.fix, f"{rid}: front matter needs a 'fix:' line"
+        assert "\n" not in recipe.fix and len(recipe.fix) < 200, \
+            f"{rid}: 'fix' must be one line under 200 characters ({len(recipe.fix)})"
+
+
+def test_front_matter_reads_the_same_as_yaml():
+    """The parser is a strict subset of YAML: any YAML tool reads the same values."""
+    yaml = pytest.importorskip("yaml")
+    for path in sorted(p for p in RECIPES.glob("*.md") if p.name != "README.md"):
+        text = path.read_text(encoding="utf-8")
+        recipe = parse_recipe(text, path.name)
+        meta = yaml.safe_load(text.split("---\n", 2)[1])
+        assert (meta["id"], meta["title"], meta["category"], meta["fix"]) == \
+            (recipe.id, recipe.title, recipe.category, recipe.fix), path.name
+        assert (meta.get("patterns") or []) == recipe.patterns, path.name
+
+
 def test_recipe_lines_wrap_near_100_columns():
     for path in RECIPES.glob("*.md"):
         in_code = False
@@ -71,6 +90,33 @@ def test_recipe_lines_wrap_near_100_columns():
 def test_bad_front_matter_is_reported(text, problem):
     with pytest.raises(RecipeError, match=problem):
         parse_recipe(text, "x.md")
+
+
+SECTIONS_TEXT = "".join(f"## {s}\n\ntext\n\n" for s in ("Symptom", "Cause", "Fix", "Verify",
+                                                        "References"))
+
+
+@pytest.mark.parametrize("fix_line", ["", "fix:\n", "fix: ''\n", "fix:   \n"])
+def test_a_recipe_without_a_fix_is_reported_by_file_name(fix_line):
+    text = f"---\nid: x\ntitle: t\ncategory: shm\n{fix_line}---\nPoint.\n\n{SECTIONS_TEXT}"
+    with pytest.raises(RecipeError, match=r"^x\.md: .*non-empty 'fix'"):
+        parse_recipe(text, "x.md")
+
+
+@pytest.mark.parametrize("fix_lines,expected", [
+    ("fix: Pass `drop_last=True` to the DataLoader.", "Pass `drop_last=True` to the DataLoader."),
+    ("fix: 'Two steps: lower the rate, then clip.'", "Two steps: lower the rate, then clip."),
+    ("fix: 'It''s quoted'", "It's quoted"),
+    ("fix: Lower the batch size,\n  use bf16 autocast,\n  and accumulate gradients.",
+     "Lower the batch size, use bf16 autocast, and accumulate gradients."),
+    ("fix: 'Wrapped: and quoted,\n  on two lines'", "Wrapped: and quoted, on two lines"),
+])
+def test_fix_is_a_scalar_that_may_wrap(fix_lines, expected):
+    text = (f"---\nid: x\ntitle: t\ncategory: shm\n{fix_lines}\npatterns:\n  - 'boom'\n---\n"
+            f"Point.\n\n{SECTIONS_TEXT}")
+    recipe = parse_recipe(text, "x.md")
+    assert recipe.fix == expected
+    assert recipe.patterns == ["boom"]
 
 
 @pytest.mark.parametrize("text", [
