@@ -1,0 +1,157 @@
+"""One image, from its header: what it is and what is wrong with it, without decoding pixels.
+
+Pillow reads the header (format, size, mode, EXIF orientation); `verify()` walks PNG chunks and
+their CRCs; a JPEG's last two bytes must be the end-of-image marker FF D9 (a file cut short by a
+failed copy or download lacks it, and ultralytics *rewrites* any JPEG that lacks it). `decode`
+loads the pixels too, for `--deep`.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+# ultralytics.data.utils.IMG_FORMATS: the suffixes its loaders list (lower-cased suffix, no dot)
+YOLO_SUFFIXES = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo",
+                           "png", "tif", "tiff", "webp"})
+# ...and the Pillow formats its check_image accepts
+YOLO_PIL_FORMATS = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo",
+                              "png", "tif", "tiff", "webp", "jpeg2000"})
+# torchvision.datasets.folder.IMG_EXTENSIONS (matched with str.lower().endswith)
+TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff",
+                          ".webp")
+MIN_SIDE = 10  # ultralytics: "image size (h, w) <10 pixels"
+ORIENTATION = 0x0112  # EXIF tag 274
+JPEG_EOI = b"\xff\xd9"
+_TAIL_WINDOW = 4096
+
+# First bytes of files that often sit in image folders under an image name.
+_NOT_IMAGE = (
+    (b"version https://git-lfs", "a Git LFS pointer (the image was never pulled: git lfs pull)"),
+    (b"<!doctype html", "an HTML page (a download that saved an error or login page)"),
+    (b"<html", "an HTML page (a download that saved an error or login page)"),
+    (b"<?xml", "an XML document"),
+    (b"%pdf", "a PDF document"),
+    (b"pk\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"{", "a JSON document"),
+    (b"\x00\x05\x16\x07", "a macOS resource fork ('._' file), not an image"),
+)
+
+
+def suffix(path: str) -> str:
+    return path.rpartition(".")[2].lower() if "." in os.path.basename(path) else ""
+
+
+def _sniff(head: bytes) -> str | None:
+    low = head.lstrip()[:32].lower()
+    for magic, what in _NOT_IMAGE:
+        if low.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"avis", b"heic", b"heix", b"mif1",
+                                                   b"msf1", b"heim", b"heis"):
+        return "a video (MP4/MOV container)"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:64]):
+        return "a text file"
+    return None
+
+
+def inspect(path: str, allowed_formats: frozenset[str] | None = None) -> dict[str, Any]:
+    """Header facts and problems of one image file. Never raises for a bad file; problems are
+    (code, detail) pairs: image.empty, image.not_image, image.unreadable, image.corrupt,
+    image.truncated, image.jpeg_trailing_bytes, image.too_small, image.exif_rotated,
+    image.unsupported_format, image.too_large."""
+    info: dict[str, Any] = {"format": None, "width": None, "height": None, "mode": None,
+                            "orientation": None, "problems": []}
+    problems: list[tuple[str, str]] = info["problems"]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+            if not head:
+                problems.append(("image.empty", "0 bytes"))
+                return info
+            fh.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    im = Image.open(fh)
+                except Image.DecompressionBombError as exc:
+                    problems.append(("image.too_large", str(exc).split(". ")[0]))
+                    return info
+                except UnidentifiedImageError:
+                    what = _sniff(head)
+                    if what:
+                        problems.append(("image.not_image", f"the file is {what}"))
+                    else:
+                        problems.append(("image.unreadable", "cannot identify image file"))
+                    return info
+                fmt = (im.format or "").upper()
+                info.update(format=fmt, width=im.size[0], height=im.size[1], mode=im.mode)
+                try:
+                    info["orientation"] = int(im.getexif().get(ORIENTATION) or 1)
+                except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
+                    info["orientation"] = None
+                if fmt == "PNG":  # the one Pillow format whose verify() checks anything (CRCs)
+                    fh.seek(0)
+                    try:
+                        Image.open(fh).verify()
+                    except Exception as exc:  # noqa: BLE001 - any verify failure: a bad file
+                        problems.append(("image.corrupt", _short(exc)))
+                if fmt in ("JPEG", "MPO"):
+                    _check_jpeg_tail(fh, problems)
+    except OSError as exc:
+        problems.append(("image.unreadable", exc.strerror or _short(exc)))
+        return info
+    w, h = info["width"], info["height"]
+    if min(w, h) < MIN_SIDE:
+        problems.append(("image.too_small", f"{w}x{h} px"))
+    if info["orientation"] not in (None, 1):
+        problems.append(("image.exif_rotated", f"EXIF orientation {info['orientation']}"))
+    if allowed_formats is not None and info["format"].lower() not in allowed_formats:
+        problems.append(("image.unsupported_format", f"{info['format']} content"))
+    return info
+
+
+def _check_jpeg_tail(fh: io.BufferedReader, problems: list[tuple[str, str]]) -> None:
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, size - _TAIL_WINDOW))
+    tail = fh.read()
+    if tail.endswith(JPEG_EOI):
+        return
+    at = tail.rfind(JPEG_EOI)
+    if at >= 0:
+        extra = len(tail) - at - 2
+        problems.append(("image.jpeg_trailing_bytes",
+                         f"{extra:,} bytes after the JPEG end marker"))
+    else:
+        problems.append(("image.truncated",
+                         "JPEG end marker (FF D9) missing: the file is cut short"))
+
+
+def decode(path: str) -> list[tuple[str, str]]:
+    """Decode every pixel (for --deep). Problems as in `inspect`, from the decoder's own error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                im.load()
+    except Image.DecompressionBombError as exc:
+        return [("image.too_large", str(exc).split(". ")[0])]
+    except UnidentifiedImageError:
+        return [("image.unreadable", "cannot identify image file")]
+    except OSError as exc:
+        text = _short(exc)
+        if "truncated" in text:
+            return [("image.truncated", text)]
+        return [("image.corrupt", text)]
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on this file is this file's problem
+        return [("image.corrupt", _short(exc))]
+    return []
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,175 @@
+"""Bad input to cvdoctor.data: one clear DatasetError line or an issue, never a hang or a crash;
+and the --deep worker pool (timeouts, dying workers)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from cvdoctor.data import DatasetError, inspect_dataset
+from cvdoctor.data.deep import decode_all
+from datasets import (codes, crashing_decoder, examples, hanging_decoder, imagefolder_dataset,
+                      make_image, yolo_dataset)
+
+
+@pytest.fixture
+def deadline():
+    """A test that would hang fails after 60 s instead (a FIFO opened for reading blocks)."""
+    def boom(*_):
+        raise TimeoutError("the inspection hung")
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: p / "nope", "no such file or directory"),
+    (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "not a data.yaml"),
+    (lambda p: (p / "d.yaml").write_text("train: [unclosed\n") and p / "d.yaml",
+     "not valid YAML (line 2"),
+    (lambda p: (p / "d.yaml").write_text("- a\n- b\n") and p / "d.yaml", "must be a mapping"),
+    (lambda p: (p / "d.yaml").write_text("# nothing\n") and p / "d.yaml", "must be a mapping"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "nothing recognizable"),
+])
+def test_bad_targets_raise_one_line(tmp_path, make, needle):
+    target = make(tmp_path)
+    with pytest.raises(DatasetError) as exc:
+        inspect_dataset(str(target))
+    assert needle in one_line(exc) and str(target) in str(exc.value)
+
+
+def test_fifo_as_target(tmp_path, deadline):
+    os.mkfifo(tmp_path / "data.yaml")
+    with pytest.raises(DatasetError, match="FIFO"):
+        inspect_dataset(str(tmp_path / "data.yaml"))
+
+
+def test_symlink_loop_as_target(tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(DatasetError, match="symbolic link loop"):
+        inspect_dataset(str(tmp_path / "a"))
+
+
+def test_several_yaml_files(tmp_path):
+    yolo_dataset(tmp_path)
+    (tmp_path / "data.yaml").rename(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("x: 1\n")
+    with pytest.raises(DatasetError, match="2 YAML files"):
+        inspect_dataset(str(tmp_path))
+
+
+def test_images_and_labels_without_yaml(tmp_path):
+    yolo_dataset(tmp_path)
+    (tmp_path / "data.yaml").unlink()
+    with pytest.raises(DatasetError, match="no data.yaml"):
+        inspect_dataset(str(tmp_path))
+
+
+def test_bad_options(tmp_path):
+    root = yolo_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="unknown task"):
+        inspect_dataset(str(root), task="classification")
+    with pytest.raises(DatasetError, match="1 or more"):
+        inspect_dataset(str(root), num_classes=0)
+    with pytest.raises(DatasetError, match="ImageFolder"):
+        inspect_dataset(str(root / "data.yaml"), task="classify")
+
+
+def test_special_files_inside_a_dataset_are_reported_not_opened(tmp_path, deadline):
+    root = yolo_dataset(tmp_path)
+    os.mkfifo(root / "images" / "train" / "pipe.jpg")
+    os.mkfifo(root / "labels" / "train" / "im000.txt.fifo")
+    os.symlink(root / "nowhere.jpg", root / "images" / "train" / "dangling.jpg")
+    os.symlink(root / "images", root / "images" / "train" / "loop")
+    result = inspect_dataset(str(root))
+    assert examples(result, "fs.special")[0]["file"].endswith("pipe.jpg")
+    assert examples(result, "fs.broken_link")[0]["file"].endswith("dangling.jpg")
+    assert "fs.symlink_loop" in codes(result)
+    # the link is walked once: images/train/loop/val adds val's 2 images, loop/train is the loop
+    assert result["splits"]["train"]["images"] == 8
+
+
+def test_fifo_label_file(tmp_path, deadline):
+    root = yolo_dataset(tmp_path)
+    label = root / "labels" / "train" / "im000.txt"
+    label.unlink()
+    os.mkfifo(label)
+    result = inspect_dataset(str(root))
+    assert examples(result, "label.unreadable")[0]["file"] == str(label)
+
+
+def test_unreadable_label_file(tmp_path, monkeypatch):
+    # root reads every file, so the permission error is injected where the library reads
+    from cvdoctor.data import walk
+    root = yolo_dataset(tmp_path)
+    real = walk.read_text
+    victim = str(root / "labels" / "train" / "im003.txt")
+
+    def read_text(path, *a, **kw):
+        if path == victim:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(walk, "read_text", read_text)
+    ex = examples(inspect_dataset(str(root)), "label.unreadable")[0]
+    assert ex == {"file": victim, "detail": "Permission denied", "split": "train"}
+
+
+def test_huge_label_file_is_not_read(tmp_path, monkeypatch):
+    from cvdoctor.data import walk
+    monkeypatch.setattr(walk, "TEXT_LIMIT", 64)
+    root = yolo_dataset(tmp_path)
+    (root / "labels" / "train" / "im000.txt").write_text("0 0.5 0.5 0.1 0.1\n" * 10)
+    ex = examples(inspect_dataset(str(root)), "label.unreadable")[0]
+    assert "limit" in ex["detail"]
+
+
+# --- --deep ------------------------------------------------------------------------------------
+
+def png_with_garbage_pixels(path: Path) -> None:
+    """A PNG whose compressed pixel data is garbage under a correct CRC: its header and
+    verify() pass, only decoding finds it."""
+    import struct
+    import zlib
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at:at + 4])[0]
+    body = bytes(data[at + 8:at + 8 + 2]) + os.urandom(length - 2)  # keep the zlib header
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + body) & 0xFFFFFFFF)
+    data[at + 8:at + 12 + length] = body + crc
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_deep_decodes_what_headers_cannot_see(tmp_path):
+    root = imagefolder_dataset(tmp_path)
+    bad = make_image(root / "train" / "dog" / "dog9.png", 77)
+    png_with_garbage_pixels(bad)
+    cheap = inspect_dataset(str(root))
+    assert {"image.truncated", "image.corrupt"} & codes(cheap) == set()
+    deep = inspect_dataset(str(root), deep=True, workers=2)
+    ex = examples(deep, "image.corrupt")[0]
+    assert ex["file"] == str(bad) and ex["deep"] is True and deep["decoded"] == 19
+
+
+@pytest.mark.slow
+def test_deep_pool_survives_a_hanging_and_a_crashing_file(tmp_path):
+    paths = [str(tmp_path / n) for n in ("a.jpg", "hang.jpg", "b.jpg", "c.jpg")]
+    out = dict(decode_all(paths, workers=2, timeout_s=3, decoder=hanging_decoder))
+    assert out[paths[1]][0][0] == "image.decode_timeout"
+    assert all(out[p] == [] for p in paths if "hang" not in p)
+    paths = [str(tmp_path / n) for n in ("a.jpg", "b.jpg", "crash.jpg", "c.jpg", "d.jpg")]
+    out = dict(decode_all(paths, workers=2, timeout_s=20, decoder=crashing_decoder))
+    assert out[paths[2]] == [("image.decoder_crashed", "the decoding worker process died on it")]
+    assert all(out[p] == [] for p in paths if "crash" not in p)
