@@ -523,14 +523,28 @@ def test_stack_global_is_resolved_through_the_memo():
         set(scan["globals"]) == {"pathlib.Path.touch", "os.system"}
 
 
+def test_stack_global_names_come_from_the_simulated_stack():
+    import io
+
+    # "os", "x", POP, "system", STACK_GLOBAL: the real stack holds os/system, and so does the
+    # simulated one (a scanner that only remembers the last two strings sees x/system).
+    body = (b"\x80\x04" + b"\x8c\x02os" + b"\x8c\x01x" + b"0" + b"\x8c\x06system" + b"\x93" + b".")
+    scan = facts.scan_pickle(io.BytesIO(body))
+    assert scan["globals"] == ["os.system"]
+    assert facts.classify_global(scan["globals"][0]) == "denied"
+
+
 def test_stack_global_that_cannot_be_resolved_counts_as_denied():
     import io
 
-    # "os", "x", POP, "system", STACK_GLOBAL: the real stack holds os/system; do not guess.
-    body = (b"\x80\x04" + b"\x8c\x02os" + b"\x8c\x01x" + b"0" + b"\x8c\x06system" + b"\x93" + b".")
+    # The module name is the result of a call (collections.OrderedDict()), not a string: the
+    # machine cannot know what a load would resolve, so it does not guess.
+    body = (b"\x80\x04" + b"\x8c\x0bcollections\x8c\x0bOrderedDict\x93)R"
+            + b"\x8c\x06system\x93" + b".")
     scan = facts.scan_pickle(io.BytesIO(body))
-    assert scan["globals"] == ["<unresolved STACK_GLOBAL>"]
-    assert facts.classify_global(scan["globals"][0]) == "denied"
+    unresolved = [x for x in scan["findings"] if x["global"] and x["global"].startswith("<")]
+    assert unresolved and unresolved[0]["category"] == "denied"
+    assert "STACK_GLOBAL" in unresolved[0]["global"]
 
 
 # --- command line --------------------------------------------------------------------------------

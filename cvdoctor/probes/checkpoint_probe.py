@@ -1,7 +1,8 @@
 """Probe: load checkpoints with ``torch.load(weights_only=True, map_location="cpu")``.
 
 stdin: a JSON list of ``{"path": ..., "kind": "zip" | "pickle" | "safetensors"}``.
-stdout (last line): ``{"results": {path: {"status": "ok" | "error" | "refused", ...}}}``.
+stdout (last line): ``{"results": {path: {"status": "ok" | "error" | "refused", ...}},
+"cuda_available": bool}``.
 
 The parent only sends files whose pickle globals are all plain data; this probe scans them again
 right before loading (the file may have changed in between) and refuses anything else, so no
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cvdoctor.facts.checkpoints import inspect_file, is_loadable
+from cvdoctor.checkpoint.loading import is_loadable
+from cvdoctor.checkpoint.scan import inspect_file
 from cvdoctor.probes import emit
 
 
@@ -43,7 +45,7 @@ def _summarize(obj: Any) -> dict[str, Any]:
 
 
 def load_one(path: str, kind: str) -> dict[str, Any]:
-    rec = inspect_file(Path(path), "probe")
+    rec = inspect_file(Path(path), structure_wanted=False)
     if not is_loadable(rec):
         return {"status": "refused",
                 "reason": "the file no longer passes the pickle scan; not loaded"}
@@ -70,7 +72,11 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     items = json.loads(sys.stdin.read() or "[]")
-    emit({"results": {it["path"]: load_one(it["path"], it.get("kind", "")) for it in items}})
+    results = {it["path"]: load_one(it["path"], it.get("kind", "")) for it in items}
+    out: dict[str, Any] = {"results": results}
+    if "torch" in sys.modules:
+        out["cuda_available"] = bool(sys.modules["torch"].cuda.is_available())
+    emit(out)
 
 
 if __name__ == "__main__":
