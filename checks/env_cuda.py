@@ -11,10 +11,9 @@ from typing import Any
 
 from cvdoctor.archcompat import (NATIVE, NONE, PTX, check_arch, check_driver,
                                  cudnn_version_str, ptx_jit_possible, torch_install_command)
+from cvdoctor.facts.torch_info import build_text
 from cvdoctor.finding import FAIL, Finding, failed, passed, skipped, warned
 from cvdoctor.registry import register
-
-from cvdoctor.checks.env_torch import build_text
 
 TITLE = "CUDA and GPU"
 RECIPES = ["no-gpu", "gpu-arch-unsupported", "gpu-arch-ptx-jit", "cuda-driver-too-old",

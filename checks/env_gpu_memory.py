@@ -5,16 +5,16 @@ from typing import Any
 
 from cvdoctor.finding import passed, skipped, warned
 from cvdoctor.registry import register
+from cvdoctor.text import human_bytes
 
 
 TITLE = "GPU memory"
 # Warn when other processes hold more than this share of a GPU: training would get the rest.
 BUSY_SHARE = 0.5
-_GIB = 1024 ** 3
 
 
 def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / _GIB:.1f}"
+    return human_bytes(n, "GiB", suffix=False)
 
 
 def device_memory(gpu: dict, t: dict) -> list[dict[str, Any]]:

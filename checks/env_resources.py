@@ -1,7 +1,7 @@
 """env.resources: CPUs, memory, disk and open-files limit as this process really gets them."""
 from __future__ import annotations
 
-from cvdoctor.units import human_bytes
+from cvdoctor.text import human_bytes
 from cvdoctor.finding import passed, skipped, warned
 from cvdoctor.registry import register
 

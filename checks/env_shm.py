@@ -2,8 +2,9 @@
 through it."""
 from __future__ import annotations
 
-from cvdoctor.units import human_bytes
+from cvdoctor.text import human_bytes
 from cvdoctor.finding import failed, passed, skipped, warned
+from cvdoctor.probes import describe_failure
 from cvdoctor.registry import register
 
 TITLE = "Shared memory (/dev/shm)"
@@ -33,15 +34,7 @@ def _probe_finding(s: dict, base: dict, in_container: bool, where: str) -> objec
     moved = (f"{probe.get('batches_received', 0)} of {probe.get('batches_requested', '?')} "
              f"batches of {human_bytes(probe.get('batch_bytes'))} arrived")
     if "ok" not in probe:  # the probe process itself died or hung
-        if meta.get("reason") == "timeout":
-            error = f"the DataLoader probe hung and was stopped after {meta.get('timeout_s')} s"
-        else:
-            how = meta.get("signal") or f"exit code {meta.get('returncode')}"
-            if how == "SIGBUS":
-                how = "SIGBUS, a bus error on a shared-memory page tmpfs could not back"
-            error = f"the DataLoader probe process died ({how})"
-        line = (meta.get("stderr") or "").strip().splitlines()[-1:] or [""]
-        error += f": {line[0]}" if line[0] else ""
+        error = describe_failure(meta, "the DataLoader probe")
         moved = "no result came back"
     else:
         error = probe.get("error_line") or probe.get("error") or "unknown error"

@@ -3,20 +3,11 @@ from __future__ import annotations
 
 
 from cvdoctor.archcompat import JETSON_WHEEL, NGC_RUN, cudnn_version_str
+from cvdoctor.facts.torch_info import build_text
 from cvdoctor.finding import failed, passed
 from cvdoctor.registry import register
 
 TITLE = "PyTorch build"
-
-
-def build_text(t: dict) -> str:
-    """"CUDA 12.8 build, cuDNN 9.10.2" / "ROCm 6.2 build" / "CPU-only build"."""
-    if t.get("cuda"):
-        cudnn = cudnn_version_str(t.get("cudnn"))
-        return f"CUDA {t['cuda']} build, " + (f"cuDNN {cudnn}" if cudnn else "no cuDNN")
-    if t.get("hip"):
-        return f"ROCm (HIP {t['hip']}) build"
-    return "CPU-only build"
 
 
 def import_error_summary(t: dict) -> str:

@@ -20,6 +20,7 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     check: str = ""  # filled in by the runner from the registered id
     duration_s: float = 0.0
+    caused_by: str | None = None  # the check whose finding explains this one (its root cause)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -43,6 +44,7 @@ class Finding:
             "recipe": self.recipe,
             "evidence": self.evidence,
             "duration_s": round(self.duration_s, 4),
+            **({"caused_by": self.caused_by} if self.caused_by else {}),
         }
 
 
@@ -60,6 +62,49 @@ def warned(title: str, message: str, fix: str, recipe: str, **evidence: Any) -> 
 
 def failed(title: str, message: str, fix: str, recipe: str, **evidence: Any) -> Finding:
     return Finding(FAIL, title, message, fix=fix, recipe=recipe, evidence=evidence)
+
+
+@dataclass
+class Problem:
+    """One thing a check found wrong, before it becomes a finding (see `report_problems`)."""
+
+    status: str  # warn | fail
+    recipe: str
+    message: str
+    fix: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in (WARN, FAIL):
+            raise ValueError(f"a problem is a warn or a fail, not {self.status!r}")
+
+
+def report_problems(title: str, problems: list[Problem], ok_message: str,
+                    **evidence: Any) -> list[Finding]:
+    """The findings of a check that looks for several problems: a pass when there is none,
+    otherwise one finding per independent cause (per recipe), fails first, each with its own fix
+    and recipe. Problems that share a recipe are variants of one cause: they fold into one
+    finding whose message names the first and counts the rest (all of them in `variants`).
+    """
+    if not problems:
+        return [passed(title, ok_message, **evidence)]
+    by_recipe: dict[str, list[Problem]] = {}
+    for p in sorted(problems, key=lambda p: p.status != FAIL):  # stable: fails first
+        by_recipe.setdefault(p.recipe, []).append(p)
+    findings = []
+    for recipe, group in by_recipe.items():
+        first, rest = group[0], group[1:]
+        message = first.message
+        if rest:
+            message += f" (and {len(rest)} more: {'; '.join(p.message for p in rest)})"
+        ev = dict(evidence)
+        ev.update(first.evidence)
+        if rest:
+            ev["variants"] = [{"status": p.status, "message": p.message, "fix": p.fix,
+                               **p.evidence} for p in rest]
+        findings.append(Finding(first.status, title, message, fix=first.fix, recipe=recipe,
+                                evidence=ev))
+    return findings
 
 
 def worst_status(findings) -> str:

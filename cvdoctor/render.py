@@ -1,16 +1,25 @@
-"""Renderers: the report as text for people or as one JSON object for machines."""
+"""Renderers: the report as text for people or as one JSON object for machines.
+
+`finding_lines` is the one layout of a finding (mark, id, measured message, fix, recipe): the
+text report, the pytest plugin's header and its assertion messages all call it.
+"""
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from cvdoctor.finding import ERROR, FAIL, PASS, SKIP, WARN
-from cvdoctor.report import Report
+from cvdoctor.finding import ERROR, FAIL, PASS, SKIP, WARN, Finding
+from cvdoctor.text import truncate
+
+if TYPE_CHECKING:  # the report imports this module, never the other way round at run time
+    from cvdoctor.report import Report
 
 MARKS = {PASS: "✓", WARN: "!", FAIL: "✗", SKIP: "–", ERROR: "E"}
+ASCII_MARKS = {PASS: "ok", WARN: "!", FAIL: "X", SKIP: "-", ERROR: "E"}
 _COLORS = {PASS: "32", WARN: "33", FAIL: "31", SKIP: "2", ERROR: "35"}
+BUG_NOTE = "the check itself broke: a cvdoctor bug, not your setup; -v shows the traceback"
 
 
 def use_color(stream: TextIO) -> bool:
@@ -23,15 +32,52 @@ def _paint(text: str, status: str, color: bool) -> str:
     return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if color else text
 
 
-def _mark(status: str) -> str:
-    # Fall back to ASCII where the terminal cannot encode the marks.
+def mark(status: str) -> str:
+    """The status mark, in ASCII where the terminal cannot encode the Unicode ones."""
     enc = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
-    if "utf" in enc:
-        return MARKS[status]
-    return {PASS: "ok", WARN: "!", FAIL: "X", SKIP: "-", ERROR: "E"}[status]
+    return MARKS[status] if "utf" in enc else ASCII_MARKS[status]
 
 
-def summary_line(report: Report) -> str:
+def finding_lines(f: Finding, *, label: str | None = None, sep: str = "  ",
+                  indent: str | None = None, title: bool = True, color: bool = False,
+                  verbose: bool = False, one_line_width: int | None = None,
+                  marks: dict[str, str] | None = None) -> list[str]:
+    """The lines that tell one finding.
+
+    label: what stands after the mark (the check id, padded to a column, or blank for a
+    check's second finding); indent: where fix/more lines start. With `one_line_width` the
+    finding is a single line of at most that width: the message, fitted, and the recipe in
+    brackets (the pytest header).
+    """
+    label = f.check if label is None else label
+    shown = (marks or {}).get(f.status) or mark(f.status)
+    head = f"{_paint(shown, f.status, color)} {label}{sep}"
+    if one_line_width is not None:
+        more = f" [cvdoctor explain {f.recipe}]" if f.recipe and f.is_problem else ""
+        room = max(one_line_width - len(head) - len(more), 10)
+        return [f"{head}{truncate(' '.join(f.message.split()), room)}{more}"]
+    lines = [f"{head}{f.title + ': ' if title else ''}{f.message}"]
+    indent = " " * (len(label) + 5) if indent is None else indent
+    if f.status in (WARN, FAIL) and f.fix:
+        lines.append(f"{indent}fix: {f.fix}")
+    if f.recipe and f.status in (WARN, FAIL):
+        lines.append(f"{indent}more: cvdoctor explain {f.recipe}")
+    if f.caused_by:
+        lines.append(f"{indent}follows from {f.caused_by}")
+    if f.status == ERROR:
+        lines.append(f"{indent}{BUG_NOTE}")
+        if verbose and f.evidence.get("traceback"):
+            lines.extend(f"{indent}  {ln}" for ln in
+                         str(f.evidence["traceback"]).rstrip().splitlines()[-6:])
+    if verbose and f.evidence:
+        for key, value in f.evidence.items():
+            if f.status == ERROR and key == "traceback":
+                continue
+            lines.extend(_evidence_lines(key, value, indent=indent))
+    return lines
+
+
+def summary_line(report: "Report") -> str:
     counts = {s: 0 for s in MARKS}
     for f in report.findings:
         counts[f.status] += 1
@@ -46,27 +92,23 @@ def summary_line(report: Report) -> str:
     return f"cvdoctor {report.command}{target}: {', '.join(parts)} ({report.duration_s:.1f} s)"
 
 
-def render_text(report: Report, *, color: bool = False, verbose: bool = False) -> str:
+def render_text(report: "Report", *, color: bool = False, verbose: bool = False) -> str:
     width = max((len(f.check) for f in report.findings), default=0)
     lines = [summary_line(report), ""]
     previous = None
     for f in report.findings:
-        mark = _paint(_mark(f.status), f.status, color)
         # A check with several findings reads as one block: its id only on the first line.
         shown_id = f.check if f.check != previous else ""
         previous = f.check
-        lines.append(f"{mark} {shown_id.ljust(width)}  {f.title}: {f.message}")
-        if f.status in (WARN, FAIL) and f.fix:
-            lines.append(f"  {' ' * width}   fix: {f.fix}")
-        if f.recipe and f.status in (WARN, FAIL):
-            lines.append(f"  {' ' * width}   more: cvdoctor explain {f.recipe}")
-        if f.status == ERROR:
-            lines.append(f"  {' ' * width}   this is a cvdoctor bug; run with -v for the traceback")
-        if verbose and f.evidence:
-            for key, value in f.evidence.items():
-                lines.extend(_evidence_lines(key, value, indent=" " * (width + 5)))
+        lines.extend(finding_lines(f, label=shown_id.ljust(width), color=color,
+                                   verbose=verbose))
     if report.findings and all(f.status in (PASS, SKIP) for f in report.findings):
         lines += ["", "No problems found."]
+    if verbose and report.facts:
+        lines += ["", "facts: " + ", ".join(
+            f"{name} {t.get('seconds', 0):.2f} s" + ("" if t.get("ok", True) else " (failed)")
+            + (" (recorded)" if t.get("recorded") else "")
+            for name, t in report.facts.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -77,5 +119,5 @@ def _evidence_lines(key: str, value: Any, indent: str) -> list[str]:
     return [f"{indent}{key}: {text}"]
 
 
-def render_json(report: Report) -> str:
+def render_json(report: "Report") -> str:
     return json.dumps(report.to_dict(), indent=2, default=str) + "\n"

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvdoctor.finding import ERROR, FAIL, WARN, Finding, worst_status
+from cvdoctor.render import render_text
 
 SCHEMA_VERSION = 1
 
@@ -15,6 +16,7 @@ class Report:
     target: Any
     findings: list[Finding] = field(default_factory=list)
     duration_s: float = 0.0
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> seconds, ok, error
 
     @property
     def status(self) -> str:
@@ -57,6 +59,7 @@ class Report:
             "status": self.status,
             "duration_s": round(self.duration_s, 3),
             "findings": [f.to_dict() for f in self.findings],
+            "facts": self.facts,
         }
 
     def __repr__(self) -> str:
@@ -65,6 +68,4 @@ class Report:
         return f"<Report {self.command}{target}: {self.status}{f' ({bad})' if bad else ''}>"
 
     def __str__(self) -> str:
-        from cvdoctor.render import render_text
-
         return render_text(self, color=False)

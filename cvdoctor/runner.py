@@ -1,31 +1,61 @@
-"""Runs selected checks against a context; a check that raises becomes an `error` finding."""
+"""Runs selected checks against a context; a check that raises becomes an `error` finding.
+
+Each check sees the context through a view that lets it read only the facts it declares, so a
+check's `needs=` is the truth; a fact that could not be gathered turns its readers into `error`
+findings that name the fact, and every other check still runs.
+"""
 from __future__ import annotations
 
+import json
+import os
 import time
 import traceback
 from typing import Any, Callable, Iterable
 
+from cvdoctor.factgraph import Context, FactError
 from cvdoctor.finding import ERROR, Finding
 from cvdoctor.registry import CheckSpec, all_checks, select_checks
 from cvdoctor.report import Report
+
+# Set (by the test suite) to a directory: every finding a run emits is appended there as one
+# JSON line per process, so the suite can prove each declared finding has a fixture.
+FINDINGS_LOG_ENV = "CVDOCTOR_FINDINGS_LOG"
 
 
 class CheckContract(RuntimeError):
     """A check returned something its registration does not allow (a bug in cvdoctor)."""
 
 
+def _recipe_allowed(spec: CheckSpec, recipe: str) -> bool:
+    if recipe in spec.recipes:
+        return True
+    if spec.error_recipes:
+        from cvdoctor.catalog import error_recipe_ids
+
+        return recipe in error_recipe_ids()
+    return False
+
+
 def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
     start = time.perf_counter()
+    view = ctx.view(spec.needs, f"check {spec.id}") if isinstance(ctx, Context) else ctx
     try:
-        out = spec.func(ctx)
+        out = spec.func(view)
         findings = [out] if isinstance(out, Finding) else list(out or [])
         if not findings:
             raise CheckContract(f"{spec.id} returned no finding")
         for f in findings:
             if not isinstance(f, Finding):
                 raise CheckContract(f"{spec.id} returned {type(f).__name__}, not a Finding")
-            if f.recipe and f.recipe not in spec.recipes:
+            if f.recipe and not _recipe_allowed(spec, f.recipe):
                 raise CheckContract(f"{spec.id} emitted recipe {f.recipe!r}, not in its registration")
+    except FactError as exc:
+        findings = [Finding(
+            ERROR, spec.title, f"the check could not run: {exc}",
+            evidence={"fact": exc.fact, "exception": type(exc.cause).__name__,
+                      "error": str(exc.cause),
+                      "traceback": "".join(traceback.format_exception(
+                          type(exc.cause), exc.cause, exc.cause.__traceback__, limit=8))})]
     except Exception as exc:  # noqa: BLE001 - isolating checks is the point
         findings = [Finding(
             ERROR, spec.title,
@@ -37,7 +67,21 @@ def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
     for f in findings:
         f.check = f.check or spec.id
         f.duration_s = elapsed / len(findings)
+    _log_findings(findings)
     return findings
+
+
+def _log_findings(findings: list[Finding]) -> None:
+    folder = os.environ.get(FINDINGS_LOG_ENV)
+    if not folder:
+        return
+    try:
+        with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as fh:
+            for f in findings:
+                fh.write(json.dumps({"check": f.check, "status": f.status,
+                                     "recipe": f.recipe}) + "\n")
+    except OSError:
+        pass
 
 
 def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
@@ -46,13 +90,13 @@ def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
     """Select checks of `command`, let the context start gathering what they need, run them."""
     start = time.perf_counter()
     specs = select_checks(all_checks(command), select, ignore)
-    prepare = getattr(ctx, "prepare", None)
-    if prepare is not None:
-        prepare(sorted({n for s in specs for n in s.needs}))
+    if isinstance(ctx, Context):
+        ctx.prepare(sorted({n for s in specs for n in s.needs}))
     findings: list[Finding] = []
     for spec in specs:
         if progress:
             progress(f"{spec.id} ...")
         findings.extend(run_check(spec, ctx))
+    facts = ctx.fact_timings() if isinstance(ctx, Context) else {}
     return Report(command=command, target=target, findings=findings,
-                  duration_s=time.perf_counter() - start)
+                  duration_s=time.perf_counter() - start, facts=facts)

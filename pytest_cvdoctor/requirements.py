@@ -47,7 +47,7 @@ def parse_size(value: str | int | float) -> int:
 
 
 def format_size(n: float) -> str:
-    from cvdoctor.units import human_bytes  # imported on use: the plugin loads only stdlib
+    from cvdoctor.text import human_bytes  # imported on use: the plugin loads only stdlib
 
     return human_bytes(n)
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from cvdoctor import check_env
 from cvdoctor.cli import cli
-from cvdoctor.facts import EnvOptions
+from cvdoctor.facts import EnvContext, EnvOptions
 from cvdoctor.facts import gpu as gpu_facts_mod
 from cvdoctor.facts import gpu_probe as gpu_probe_mod
 from cvdoctor.facts import torch_info
@@ -262,7 +262,7 @@ def test_parse_nvidia_smi_csv():
 
 @pytest.fixture(scope="module")
 def real_torch():
-    return torch_info.gather(EnvOptions())
+    return EnvContext(EnvOptions()).fact("torch")
 
 
 def test_real_torch_probe(real_torch):
@@ -296,8 +296,8 @@ def test_gpu_probe_starts_nothing_without_a_gpu(monkeypatch):
         raise AssertionError("the GPU probe must not start without a GPU")
 
     monkeypatch.setattr(gpu_probe_mod, "run_probe", boom)
-    monkeypatch.setattr(gpu_probe_mod, "gpu_facts", lambda options: {"present": False})
-    assert gpu_probe_mod.gather(EnvOptions()) == {"ran": False, "reason": "no NVIDIA GPU found",
+    ctx = EnvContext(EnvOptions(), recorded={"gpu": {"present": False}})
+    assert ctx.fact("gpu_probe") == {"ran": False, "reason": "no NVIDIA GPU found",
                                                   "ok": None, "devices": []}
 
 
@@ -335,7 +335,7 @@ def test_broken_torchvision_is_reported_not_fatal(tmp_path, monkeypatch, files, 
     _stub_package(tmp_path, "torchvision", init,
                   dict(files, **{"version.py": b"__version__ = '0.99.0+stub'\n"}))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    facts = torch_info.gather(EnvOptions())
+    facts = EnvContext(EnvOptions()).fact("torch")
     ops = facts["torchvision_ops"]
     assert facts["ok"] is True  # torch itself is fine
     assert ops["found"] is True and ops["ok"] is False and ops["version"] == "0.99.0+stub"
@@ -361,9 +361,11 @@ def test_nvidia_smi_fallback_and_one_call_per_run(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(gpu_facts_mod, "_nvml", lambda: {"error": "NVML: test has no NVML"})
     monkeypatch.setattr(gpu_facts_mod, "_nvcc", lambda timeout: None)
-    options = EnvOptions()
-    first = gpu_facts_mod.gather(options)
-    again = gpu_facts_mod.gpu_facts(options)
+    ctx = EnvContext(EnvOptions())
+    ctx.prepare(["gpu", "gpu_probe"])  # both gathered in parallel, as in a run
+    ctx.fact("gpu_probe")
+    first = ctx.fact("gpu")
+    again = ctx.fact("gpu")
     assert first is again and calls.read_text().count("call") == 1
     assert first["present"] and first["source"] == "nvidia-smi"
     assert first["devices"][0]["capability"] == [8, 0]

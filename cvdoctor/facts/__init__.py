@@ -1,39 +1,19 @@
-"""Fact providers for `cvdoctor env`: gathered once, in parallel, shared by every check.
+"""Facts about the machine, for `cvdoctor env` (and any command that asks): gathered once per
+run, in parallel threads, shared by every check.
 
-A provider is a function ``(options) -> dict`` registered with ``@provider("name")``. Checks
-declare the facts they read (``needs=``) and read them with ``ctx.fact("name")``. Tests and the
-hidden ``--facts FILE`` option feed *recorded* facts instead (the seam for what this machine
-cannot produce: GPUs, aarch64, drivers), and then no provider runs for those names.
+Each module registers its facts with ``@fact("name", needs=[...])`` (`cvdoctor.factgraph`); a fact
+reads the run's options with ``ctx.option("deep")`` and other facts with ``ctx.fact("gpu")``.
+Tests and the hidden ``--facts FILE`` option feed *recorded* facts instead (the seam for what this
+machine cannot produce: GPUs, aarch64, drivers), and then nothing is gathered for those names.
+Nothing here imports torch: everything torch says comes from a subprocess probe.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-_PROVIDERS: dict[str, Callable[["EnvOptions"], dict]] = {}
-
-
-def provider(name: str):
-    def wrap(func: Callable[["EnvOptions"], dict]):
-        if name in _PROVIDERS and _PROVIDERS[name] is not func:
-            raise ValueError(f"fact provider {name!r} is registered twice")
-        _PROVIDERS[name] = func
-        return func
-
-    return wrap
-
-
-def _load_providers() -> None:
-    import cvdoctor.facts as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+from cvdoctor.factgraph import Context, fact
 
 
 @dataclass
@@ -45,52 +25,37 @@ class EnvOptions:
     timeout_s: float = 60.0
 
 
-class EnvContext:
+class EnvContext(Context):
+    fact_packages = ("cvdoctor.facts",)
+    parallel = True  # subprocess probes that take seconds each: overlap them
+    label = None
+
     def __init__(self, options: EnvOptions | None = None, recorded: dict[str, Any] | None = None):
-        self.options = options or EnvOptions()
-        self.recorded = dict(recorded or {})
-        self._futures: dict[str, Future] = {}
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        super().__init__(options or EnvOptions(), recorded)
 
-    def prepare(self, needs: list[str]) -> None:
-        """Start every needed provider at once so slow subprocess probes overlap."""
-        for name in needs:
-            self._start(name)
 
-    def _start(self, name: str) -> Future:
-        with self._lock:
-            if name in self._futures:
-                return self._futures[name]
-            fut: Future = Future()
-            if name in self.recorded:
-                fut.set_result(self.recorded[name])
-            else:
-                if name not in _PROVIDERS:
-                    _load_providers()
-                if name not in _PROVIDERS:
-                    # Only the checks that read this fact break (as `error` findings).
-                    fut.set_exception(KeyError(f"no fact provider named {name!r}"))
-                    self._futures[name] = fut
-                    return fut
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cvdoctor-fact")
-                fut = self._pool.submit(_PROVIDERS[name], self.options)
-            self._futures[name] = fut
-            return fut
+def env_context(target: Any, values: dict[str, Any], *, recorded: dict[str, Any] | None = None,
+                progress: Callable[[str], None] | None = None) -> EnvContext:
+    """The context of `cvdoctor env` (declared in cvdoctor/commands/env.py)."""
+    options = EnvOptions(deep=bool(values.get("deep")),
+                         require_gpu=bool(values.get("require_gpu")),
+                         checkpoint_dirs=[Path(d) for d in values.get("checkpoint_dirs") or ()])
+    return EnvContext(options, recorded=recorded)
 
-    def fact(self, name: str) -> dict:
-        """The gathered (or recorded) facts of `name`; a provider that raised re-raises here,
-        so the check reading it becomes an `error` finding and the others still run."""
-        return self._start(name).result()
 
-    def optional_fact(self, name: str) -> dict:
-        """Facts another check owns: a broken provider there must not break the reader."""
-        try:
-            return self.fact(name) or {}
-        except Exception:  # noqa: BLE001 - that provider's own check reports the breakage
-            return {}
+def provider(name: str, *, needs=()):
+    """Older spelling: a fact computed from the options alone (``func(options) -> dict``)."""
+    def wrap(func):
+        fact(name, needs=needs)(_from_options(func))
+        return func
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    return wrap
+
+
+def _from_options(func):
+    def gather(ctx):
+        return func(ctx.options)
+
+    gather.__qualname__ = f"{func.__qualname__}.<from options>"
+    gather.__module__ = func.__module__
+    return gather

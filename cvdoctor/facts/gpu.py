@@ -14,11 +14,9 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import weakref
 from typing import Any
 
-from cvdoctor.facts import provider
+from cvdoctor.factgraph import fact
 
 SMI_FIELDS = "name,compute_cap,driver_version,memory.total,memory.used,memory.free,uuid"
 JETSON_RELEASE = "/etc/nv_tegra_release"
@@ -219,26 +217,6 @@ def collect(options: Any) -> dict[str, Any]:
     return facts
 
 
-# "gpu" and "gpu_probe" run in parallel threads for one EnvContext; both need these facts, so
-# the first to ask gathers them and the other waits (one nvidia-smi call, not two).
-_memo: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}
-_memo_lock = threading.Lock()
-
-
-def gpu_facts(options: Any) -> dict[str, Any]:
-    with _memo_lock:
-        hit = _memo.get(id(options))
-        if hit is not None and hit[0]() is options:
-            return hit[1]
-        facts = collect(options)
-        try:
-            _memo[id(options)] = (weakref.ref(options, lambda _r, k=id(options): _memo.pop(k, None)),
-                                  facts)
-        except TypeError:  # options that cannot be weakly referenced are simply not cached
-            pass
-        return facts
-
-
-@provider("gpu")
-def gather(options) -> dict[str, Any]:
-    return gpu_facts(options)
+@fact("gpu")
+def gather(ctx) -> dict[str, Any]:
+    return collect(ctx.options)

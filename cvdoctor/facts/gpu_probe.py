@@ -12,9 +12,8 @@ import os
 import re
 from typing import Any
 
-from cvdoctor.facts import provider
-from cvdoctor.facts.gpu import gpu_facts
-from cvdoctor.probes import run_probe
+from cvdoctor.factgraph import fact
+from cvdoctor.probes import describe_failure, run_probe
 
 
 def torch_build() -> dict[str, Any]:
@@ -39,9 +38,9 @@ def not_run(reason: str) -> dict[str, Any]:
     return {"ran": False, "reason": reason, "ok": None, "devices": []}
 
 
-@provider("gpu_probe")
-def gather(options) -> dict[str, Any]:
-    gpu = gpu_facts(options)
+@fact("gpu_probe", needs=["gpu"])
+def gather(ctx) -> dict[str, Any]:
+    gpu = ctx.fact("gpu")
     if not gpu.get("present"):
         return not_run("no NVIDIA GPU found")
     build = torch_build()
@@ -49,13 +48,11 @@ def gather(options) -> dict[str, Any]:
         return not_run("torch is not installed")
     if not build["cuda"] and not build.get("unknown"):
         return not_run("torch is a CPU-only build")
-    payload = run_probe("gpu_probe", timeout_s=options.timeout_s)
+    payload = run_probe("gpu_probe", timeout_s=ctx.option("timeout_s", 60.0))
     info = payload.pop("_probe", {}) or {}
     if "ran" not in payload:
-        from cvdoctor.facts.torch_info import _probe_failure
-
         return {"ran": True, "ok": False, "devices": [], "cudnn_version": None,
-                "error": _probe_failure(info, "the GPU probe"),
+                "error": describe_failure(info, "the GPU probe"),
                 "probe": {k: info.get(k) for k in ("reason", "returncode", "signal")}}
     payload["probe"] = {k: info.get(k) for k in ("reason", "returncode", "signal", "duration_s")}
     return payload

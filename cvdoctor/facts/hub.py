@@ -9,26 +9,12 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from cvdoctor.facts import provider
+from cvdoctor.cachedirs import cache_paths
+from cvdoctor.factgraph import fact
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = {"1", "true", "yes", "on", "y"}
-
-
-def cache_paths(environ: Mapping[str, str] = os.environ) -> dict[str, Path]:
-    """Where huggingface_hub and torch.hub put downloads, following their own variables."""
-    home = Path(environ.get("HOME") or Path.home())
-    cache = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    hf_home = Path(environ.get("HF_HOME") or cache / "huggingface")
-    torch_home = Path(environ.get("TORCH_HOME") or cache / "torch")
-    return {
-        "hf_home": hf_home,
-        "hf_hub_cache": Path(environ.get("HF_HUB_CACHE") or environ.get("HUGGINGFACE_HUB_CACHE")
-                             or hf_home / "hub"),
-        "torch_home": torch_home,
-        "torch_hub_checkpoints": torch_home / "hub" / "checkpoints",
-    }
 
 
 def token_source(environ: Mapping[str, str] = os.environ) -> dict:
@@ -100,6 +86,6 @@ def gather_hub(environ: Mapping[str, str] = os.environ) -> dict:
     }
 
 
-@provider("hub")
-def gather(options) -> dict:
+@fact("hub")
+def gather(ctx) -> dict:
     return gather_hub()

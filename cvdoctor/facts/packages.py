@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cvdoctor.archcompat import parse_version
-from cvdoctor.facts import provider
+from cvdoctor.factgraph import fact
 
 # module name -> (distributions that provide it, the install command cvdoctor suggests).
 PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -134,19 +134,14 @@ def torchvision_pairing(torch_version: str | None) -> dict:
 
 
 def import_in_subprocess(module: str, timeout_s: float) -> dict:
-    from cvdoctor.probes import run_probe
+    from cvdoctor.probes import describe_failure, run_probe
 
     out = run_probe("import_probe", [module], timeout_s=timeout_s)
     probe = out.get("_probe", {})
     if "imported" not in out:
         # The probe died before answering: a crash in an extension module, or a hang.
-        reason = probe.get("reason", "exit")
-        detail = probe.get("signal") or probe.get("returncode")
-        tail = (probe.get("stderr") or "").strip().splitlines()[-3:]
-        error = f"import {module} did not finish ({reason}{', ' + str(detail) if detail else ''})"
-        if tail:
-            error += ": " + " | ".join(tail)
-        return {"imported": False, "error": error, "probe": probe}
+        return {"imported": False, "error": describe_failure(probe, f"import {module}", 3),
+                "probe": probe}
     return {"imported": out["imported"], "error": out.get("error"), "version": out.get("version"),
             "file": out.get("file"), "duration_s": probe.get("duration_s")}
 
@@ -166,6 +161,6 @@ def gather_packages(deep: bool = False, timeout_s: float = 60.0) -> dict:
             "pairing": torchvision_pairing(torch_version)}
 
 
-@provider("packages")
-def gather(options) -> dict:
-    return gather_packages(deep=options.deep, timeout_s=options.timeout_s)
+@fact("packages")
+def gather(ctx) -> dict:
+    return gather_packages(deep=ctx.option("deep", False), timeout_s=ctx.option("timeout_s", 60.0))

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from cvdoctor.facts import provider
+from cvdoctor.factgraph import fact
 
 # Variables the NGC PyTorch container sets in its image (docker inspect nvcr.io/nvidia/pytorch).
 NGC_VARIABLES = ("NVIDIA_PYTORCH_VERSION", "PYTORCH_BUILD_VERSION", "PYTORCH_VERSION",
@@ -133,6 +133,6 @@ def gather_platform(root: Path = Path("/"), environ: Mapping[str, str] = os.envi
     }
 
 
-@provider("platform")
-def gather(options) -> dict:
+@fact("platform")
+def gather(ctx) -> dict:
     return gather_platform()

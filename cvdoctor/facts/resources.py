@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
-from cvdoctor.facts import provider
+from cvdoctor.cachedirs import cache_paths
+from cvdoctor.factgraph import fact
 
 _NO_LIMIT = 1 << 60  # cgroup v1 writes ~2**63 for "no memory limit"
 
@@ -104,16 +105,9 @@ def suggested_workers(effective: int) -> int:
 
 
 def data_and_cache_dirs(cwd: Path, environ: Mapping[str, str] = os.environ) -> dict[str, Path]:
-    home = Path(environ.get("HOME") or Path.home())
-    cache = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    hf_home = Path(environ.get("HF_HOME") or cache / "huggingface")
-    return {
-        "cwd": cwd,
-        "cache": cache,
-        "torch_home": Path(environ.get("TORCH_HOME") or cache / "torch"),
-        "hf_cache": Path(environ.get("HF_HUB_CACHE") or environ.get("HUGGINGFACE_HUB_CACHE")
-                         or hf_home / "hub"),
-    }
+    paths = cache_paths(environ)
+    return {"cwd": cwd, "cache": paths["cache"], "torch_home": paths["torch_home"],
+            "hf_cache": paths["hf_hub_cache"]}
 
 
 def _existing(path: Path) -> Path | None:
@@ -174,6 +168,6 @@ def gather_resources(cwd: Path, environ: Mapping[str, str] = os.environ) -> dict
             "open_files": open_files_limit()}
 
 
-@provider("resources")
-def gather(options) -> dict:
-    return gather_resources(options.cwd)
+@fact("resources")
+def gather(ctx) -> dict:
+    return gather_resources(Path(ctx.option("cwd") or Path.cwd()))

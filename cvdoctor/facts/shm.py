@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cvdoctor.facts import provider
+from cvdoctor.factgraph import fact
 from cvdoctor.facts.resources import effective_cpus
 
 SHM_PATH = "/dev/shm"
@@ -95,6 +95,6 @@ def gather_shm(deep: bool = False, timeout_s: float = 60.0, path: str = SHM_PATH
     return facts
 
 
-@provider("shm")
-def gather(options) -> dict:
-    return gather_shm(deep=options.deep, timeout_s=options.timeout_s)
+@fact("shm")
+def gather(ctx) -> dict:
+    return gather_shm(deep=ctx.option("deep", False), timeout_s=ctx.option("timeout_s", 60.0))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvdoctor.facts import provider
-from cvdoctor.probes import run_probe
+from cvdoctor.archcompat import cudnn_version_str
+from cvdoctor.factgraph import fact
+from cvdoctor.probes import describe_failure, run_probe
 
 # Every key a check may read, with its value when the probe could not say.
 DEFAULTS: dict[str, Any] = {
@@ -23,19 +24,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _probe_failure(info: dict[str, Any], what: str) -> str:
-    reason = info.get("reason")
-    stderr = (info.get("stderr") or "").strip()
-    tail = stderr.splitlines()[-1] if stderr else ""
-    if reason == "timeout":
-        text = f"{what} did not finish within {info.get('timeout_s')} s"
-    elif reason == "signal":
-        text = f"{what} crashed the process ({info.get('signal')})"
-    else:
-        text = f"{what} exited with code {info.get('returncode')}"
-    return f"{text}: {tail}" if tail else text
-
-
 def from_probe(payload: dict[str, Any]) -> dict[str, Any]:
     """Turn the probe's output (possibly partial, possibly only `_probe`) into the facts dict."""
     info = payload.pop("_probe", {}) or {}
@@ -47,17 +35,27 @@ def from_probe(payload: dict[str, Any]) -> dict[str, Any]:
     if "ok" not in payload:
         # Nothing came back: the import itself hung or killed the process.
         facts["ok"] = False
-        facts["error"] = _probe_failure(info, "importing torch")
+        facts["error"] = describe_failure(info, "importing torch")
     if not facts["ok"]:
         facts["torchvision_ops"]["error"] = "not probed: torch did not import"
     elif "torchvision_ops" not in payload:
         # Torch facts arrived, then the process died loading torchvision's compiled ops.
         facts["torchvision_ops"] = {
             "found": True, "version": None, "library": None, "ok": False,
-            "error": _probe_failure(info, "loading torchvision's compiled ops")}
+            "error": describe_failure(info, "loading torchvision's compiled ops")}
     return facts
 
 
-@provider("torch")
-def gather(options) -> dict[str, Any]:
-    return from_probe(run_probe("torch_probe", timeout_s=options.timeout_s))
+def build_text(t: dict) -> str:
+    """"CUDA 12.8 build, cuDNN 9.10.2" / "ROCm 6.2 build" / "CPU-only build"."""
+    if t.get("cuda"):
+        cudnn = cudnn_version_str(t.get("cudnn"))
+        return f"CUDA {t['cuda']} build, " + (f"cuDNN {cudnn}" if cudnn else "no cuDNN")
+    if t.get("hip"):
+        return f"ROCm (HIP {t['hip']}) build"
+    return "CPU-only build"
+
+
+@fact("torch")
+def gather(ctx) -> dict[str, Any]:
+    return from_probe(run_probe("torch_probe", timeout_s=ctx.option("timeout_s", 60.0)))

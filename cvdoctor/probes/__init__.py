@@ -59,6 +59,34 @@ def run_probe(name: str, args: list[str] | None = None, *, timeout_s: float = 60
     return payload
 
 
+SIGNAL_MEANINGS = {
+    "SIGSEGV": "a segmentation fault in native code",
+    "SIGBUS": "a bus error, typically a shared-memory page the system could not back",
+    "SIGKILL": "killed, often by the out-of-memory killer",
+    "SIGABRT": "aborted by native code",
+    "SIGILL": "an illegal instruction: a binary built for another CPU",
+}
+
+
+def describe_failure(info: dict[str, Any], what: str, tail_lines: int = 1) -> str:
+    """One sentence for a probe that gave no result: it hung, died by a signal or exited,
+    followed by the last line(s) it wrote on stderr. The one wording every fact uses."""
+    reason = info.get("reason")
+    if reason == "timeout":
+        text = f"{what} hung and was stopped: it did not finish within {info.get('timeout_s'):g} s"
+    elif reason == "signal":
+        sig = info.get("signal")
+        meaning = SIGNAL_MEANINGS.get(str(sig))
+        text = f"{what} did not finish (signal, {sig}){', ' + meaning if meaning else ''}"
+    elif reason in ("bad-output", "no-output"):
+        text = f"{what} gave no readable result (exit code {info.get('returncode')})"
+    else:
+        text = f"{what} did not finish (exit code {info.get('returncode')})"
+    stderr = (info.get("stderr") or "").strip().splitlines()
+    tail = " | ".join(line.strip() for line in stderr[-tail_lines:] if line.strip())
+    return f"{text}: {tail}" if tail else text
+
+
 def _tail(text: Any, limit: int = 4000) -> str:
     if text is None:
         return ""
