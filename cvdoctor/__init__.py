@@ -1,23 +1,30 @@
 """cvdoctor: environment and model checks for PyTorch computer-vision work.
 
 Importing this package is cheap (no torch): `cvdoctor explain` and the pytest plugin rely on it.
+The Python API, one function per command (``check_env``, ``check_model``, ...), is loaded on
+first use (PEP 562); each has a real signature: ``help(cvdoctor.check_model)``.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check_env", "check_model"]
+
+def _api_names() -> list[str]:
+    from cvdoctor.commands import all_commands
+
+    return [f"check_{c.name}" for c in all_commands().values() if c.click_command is None]
 
 
-def check_env(**kwargs):
-    """Run the environment checks; see :func:`cvdoctor.api.check_env`."""
-    from cvdoctor.api import check_env as _check_env
+def __getattr__(name: str):
+    if name.startswith("check_") and name in _api_names():
+        from cvdoctor import api
 
-    return _check_env(**kwargs)
+        return getattr(api, name)
+    raise AttributeError(f"module 'cvdoctor' has no attribute {name!r}")
 
 
-def check_model(model, batch=None, **kwargs):
-    """Run the model checks; see :func:`cvdoctor.api.check_model`."""
-    from cvdoctor.api import check_model as _check_model
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_api_names()])
 
-    return _check_model(model, batch, **kwargs)
+
+__all__ = ["__version__", *_api_names()]

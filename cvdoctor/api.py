@@ -1,80 +1,117 @@
-"""Python API: the same checks as the command line, returning a Report."""
+"""Python API: one function per declared command, ``check_<name>(...)``, returning a Report.
+
+The functions are made from the command declarations (`cvdoctor.commands`), so the API, the
+command line and the pytest plugin take the same options; each has a real signature
+(``inspect.signature(cvdoctor.check_model)``) and a docstring listing its parameters.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 from typing import Any, Callable, Iterable
 
+from cvdoctor.commands import Command, all_commands, load
 from cvdoctor.report import Report
 
-
-def check_env(*, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-              deep: bool = False, require_gpu: bool = False,
-              checkpoint_dirs: Iterable[str | Path] = (), recorded: dict[str, Any] | None = None,
-              progress: Callable[[str], None] | None = None) -> Report:
-    """Run the `env` checks. `recorded` replaces gathered facts by name (tests, replays)."""
-    from cvdoctor import runner
-    from cvdoctor.facts import EnvContext, EnvOptions
-
-    options = EnvOptions(deep=deep, require_gpu=require_gpu,
-                         checkpoint_dirs=[Path(d) for d in checkpoint_dirs])
-    ctx = EnvContext(options, recorded=recorded)
-    try:
-        return runner.run("env", ctx, select=select, ignore=ignore, target=None,
-                          progress=progress)
-    finally:
-        ctx.close()
+COMMON_PARAMS = (
+    ("select", "only these checks: ids or globs (\"model.data\", \"env.*\")"),
+    ("ignore", "skip these checks"),
+    ("recorded", "facts by name that replace gathered ones (recorded machines, tests)"),
+    ("progress", "a callable that receives progress messages"),
+)
 
 
-def check_model(model, batch=None, *, loss_fn=None, optimizer=None, num_classes=None,
-                select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-                budget: float | None = None, device=None, training_step=None,
-                optimizer_factory=None, input_shape=None, name: str | None = None,
+def convert_values(command: Command, values: dict[str, Any]) -> dict[str, Any]:
+    """Apply each option's converter (e.g. "3,32,32" -> (3, 32, 32)) to the values given."""
+    out = dict(values)
+    for option in command.options:
+        if option.convert and out.get(option.name) is not None:
+            out[option.name] = load(option.convert)(out[option.name])
+    return out
+
+
+def make_context(command: Command, target: Any, values: dict[str, Any], *,
+                 recorded: dict[str, Any] | None = None,
+                 progress: Callable[[str], None] | None = None) -> Any:
+    """The context of one run of `command` from command-line style input (a target string or
+    paths, option values); raises cvdoctor.errors.UsageError for input that cannot be used."""
+    return load(command.context)(target, convert_values(command, values), recorded=recorded,
+                                 progress=progress)
+
+
+def run_context(command: str, ctx: Any, *, select: Iterable[str] | None = None,
+                ignore: Iterable[str] | None = None, target: Any = None,
                 progress: Callable[[str], None] | None = None) -> Report:
-    """Run the model checks on `model` with one `batch` = (inputs, targets).
-
-    Nothing passed in is modified: every pass and every training step runs on copies, and the
-    global RNG states are restored. Without a batch, one is synthesized from `input_shape`
-    (C, H, W) and `num_classes`: normalized random images and balanced labels.
-    """
-    from cvdoctor.model.context import ModelSpec
-    from cvdoctor.model.synth import synthesize_batch
-
-    source = "given"
-    if batch is None:
-        if input_shape is None:
-            raise ValueError("check_model needs a batch (inputs, targets) or input_shape=(C, H, W)")
-        batch = synthesize_batch(input_shape, num_classes or 10)
-        source = "synthesized"
-    inputs, targets = batch
-    spec = ModelSpec(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn,
-                     training_step=training_step, optimizer=optimizer,
-                     optimizer_factory=optimizer_factory, num_classes=num_classes,
-                     input_shape=tuple(input_shape) if input_shape else None,
-                     name=name or type(model).__name__, batch_source=source,
-                     loss_source="training_step" if training_step else
-                     ("given" if loss_fn is not None else "default"))
-    return run_model_spec(spec, select=select, ignore=ignore, budget=budget, device=device,
-                          progress=progress)
-
-
-def run_model_spec(spec, *, select=None, ignore=None, budget=None, device=None, progress=None,
-                   target=None) -> Report:
-    """Run the model checks on a loaded `ModelSpec` (what `cvdoctor model` loads from a file)."""
-    ctx = model_context(spec, budget=budget, device=device, progress=progress)
-    return run_model_context(ctx, select=select, ignore=ignore, target=target)
-
-
-def model_context(spec, *, budget=None, device=None, progress=None):
-    """A context whose shared forward/backward pass serves every later run on it: for callers
-    that run checks one at a time (the pytest plugin's generated items)."""
-    from cvdoctor.model.context import ModelContext
-
-    return ModelContext(spec, device=device, budget_s=budget, progress=progress)
-
-
-def run_model_context(ctx, *, select=None, ignore=None, target=None) -> Report:
+    """Run `command`'s checks on a context (the CLI, the API and the plugin all end here)."""
     from cvdoctor import runner
 
-    return runner.run("model", ctx, select=select, ignore=ignore,
-                      target=target if target is not None else ctx.spec.name,
-                      progress=ctx.progress)
+    label = target if target is not None else getattr(ctx, "label", None)
+    return runner.run(command, ctx, select=select, ignore=ignore, target=label,
+                      progress=progress)
+
+
+def _run_api(command: Command, args: dict[str, Any]) -> Report:
+    common = {name: args.pop(name) for name, _ in COMMON_PARAMS}
+    values = convert_values(command, {o.name: args.pop(o.name) for o in command.options
+                                      if o.api})
+    if command.api_context:
+        ctx = load(command.api_context)({**args, **values}, recorded=common["recorded"],
+                                        progress=common["progress"])
+    else:
+        target = args.pop("target", None)
+        ctx = load(command.context)(target, values, recorded=common["recorded"],
+                                    progress=common["progress"])
+    return run_context(command.name, ctx, select=common["select"], ignore=common["ignore"],
+                       progress=common["progress"])
+
+
+def _signature(command: Command) -> inspect.Signature:
+    P = inspect.Parameter
+    params = []
+    if command.api_params:
+        for p in command.api_params:
+            params.append(P(p.name, P.POSITIONAL_OR_KEYWORD if p.positional else P.KEYWORD_ONLY,
+                            default=P.empty if p.required else p.default))
+    elif command.target is not None:
+        params.append(P("target", P.POSITIONAL_OR_KEYWORD))
+    params.sort(key=lambda p: p.kind)  # positional ones first
+    for o in command.options:
+        if o.api:
+            params.append(P(o.name, P.KEYWORD_ONLY, default=o.default))
+    params += [P(name, P.KEYWORD_ONLY, default=None) for name, _ in COMMON_PARAMS]
+    return inspect.Signature(params, return_annotation=Report)
+
+
+def _docstring(command: Command) -> str:
+    lines = [command.api_doc or command.help, "", "Parameters:"]
+    for p in command.api_params:
+        lines.append(f"    {p.name}: {p.help}")
+    if not command.api_params and command.target is not None:
+        lines.append(f"    target: {command.target.help}")
+    for o in command.options:
+        if o.api:
+            lines.append(f"    {o.name}: {o.help}")
+    lines += [f"    {name}: {text}" for name, text in COMMON_PARAMS]
+    lines += ["", f"Returns a Report (the same checks as `cvdoctor {command.name}`)."]
+    return "\n".join(lines)
+
+
+def api_function(command: Command) -> Callable[..., Report]:
+    """`check_<name>` for a declared command."""
+    signature = _signature(command)
+
+    def check(*args: Any, **kwargs: Any) -> Report:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return _run_api(command, dict(bound.arguments))
+
+    check.__name__ = check.__qualname__ = f"check_{command.name}"
+    check.__module__ = __name__
+    check.__doc__ = _docstring(command)
+    check.__signature__ = signature  # type: ignore[attr-defined]
+    return check
+
+
+API_FUNCTIONS = {f"check_{c.name}": api_function(c) for c in all_commands().values()
+                 if c.click_command is None}
+globals().update(API_FUNCTIONS)
+__all__ = ["run_context", "make_context", "convert_values", *API_FUNCTIONS]

@@ -1,15 +1,24 @@
-"""The `cvdoctor` command line. stdout carries only the report; progress and logs go to stderr."""
+"""The `cvdoctor` command line. stdout carries only the report; progress and logs go to stderr.
+
+Check commands are built from their declarations (`cvdoctor.commands`); `explain` and `checks`
+are written here. Nothing heavy is imported at module level: `cvdoctor explain` must stay fast
+and torch-free.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cvdoctor import __version__, exitcodes
+from cvdoctor.commands import Command, Option, all_commands, load
+from cvdoctor.errors import TargetError, UsageError
 
 
 def _stderr(msg: str) -> None:
@@ -28,14 +37,12 @@ class Progress:
 
 
 def _emit_report(report, *, as_json: bool, verbose: bool, strict: bool) -> int:
-    from cvdoctor.redact import redact
+    from cvdoctor.redact import redact, redact_text
     from cvdoctor.render import render_text, use_color
 
     if as_json:
         click.echo(json.dumps(redact(report.to_dict()), indent=2, default=str))
     else:
-        from cvdoctor.redact import redact_text
-
         text = render_text(report, color=use_color(sys.stdout), verbose=verbose)
         click.echo(redact_text(text), nl=False)
     if any(f.status == "fail" for f in report.findings):
@@ -47,38 +54,120 @@ def _emit_report(report, *, as_json: bool, verbose: bool, strict: bool) -> int:
     return exitcodes.OK
 
 
-_common = [
-    click.option("--select", multiple=True, metavar="IDS",
+# --- check commands, built from their declarations -------------------------------------------
+
+COMMON_OPTIONS = (
+    click.Option(["--select"], multiple=True, metavar="IDS",
                  help="Only these checks (ids or globs, comma-separated or repeated)."),
-    click.option("--ignore", multiple=True, metavar="IDS", help="Skip these checks."),
-    click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text."),
-    click.option("-v", "--verbose", is_flag=True, help="Show evidence and progress."),
-    click.option("--strict", is_flag=True, help="Exit 1 on warnings too."),
-]
+    click.Option(["--ignore"], multiple=True, metavar="IDS", help="Skip these checks."),
+    click.Option(["--json", "as_json"], is_flag=True, help="Print one JSON object instead of text."),
+    click.Option(["-v", "--verbose"], is_flag=True,
+                 help="Show evidence, progress and the time each fact took."),
+    click.Option(["--strict"], is_flag=True, help="Exit 1 on warnings too."),
+    click.Option(["--facts", "facts_file"], hidden=True,
+                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Recorded facts (JSON) that replace gathered ones: the test seam."),
+)
+_COMMON_NAMES = ("select", "ignore", "as_json", "verbose", "strict", "facts_file")
 
 
-def common_options(func):
-    for opt in reversed(_common):
-        func = opt(func)
-    return func
+def click_option(option: Option) -> click.Option:
+    kwargs: dict[str, Any] = {"help": option.help, "hidden": option.hidden,
+                              "multiple": option.multiple}
+    if option.metavar:
+        kwargs["metavar"] = option.metavar
+    if option.kind == "bool":
+        kwargs.update(is_flag=True, default=bool(option.default))
+    else:
+        kind = {"str": str, "path": click.Path(path_type=Path)}.get(option.kind)
+        if option.kind == "int":
+            kind = click.IntRange(min=None if option.min is None else int(option.min),
+                                  min_open=option.min_open)
+        elif option.kind == "float":
+            kind = click.FloatRange(min=option.min, min_open=option.min_open)
+        elif option.kind == "choice":
+            kind = click.Choice(list(option.choices))
+        kwargs["type"] = kind
+        if option.default is not None and not option.multiple:
+            kwargs["default"] = option.default
+    return click.Option([option.cli_flag, option.name], **kwargs)
+
+
+def _read_facts(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        facts = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"--facts {path}: not readable JSON ({exc})")
+    if not isinstance(facts, dict):
+        raise click.UsageError(f"--facts {path}: must hold a JSON object of facts by name")
+    return facts
+
+
+def _usage_message(exc: UsageError, target: Any) -> str:
+    if isinstance(exc, TargetError) and target:
+        shown = " ".join(target) if isinstance(target, (tuple, list)) else str(target)
+        # Loader messages that already start with the target need not repeat it.
+        return f"cvdoctor: cannot load {shown}: {str(exc).removeprefix(f'{shown}: ')}"
+    return f"cvdoctor: {exc}"
+
+
+def run_declared(command: Command, **kwargs: Any) -> None:
+    """The body of every declared check command."""
+    from cvdoctor import api
+    from cvdoctor.registry import SelectionError
+
+    select, ignore, as_json, verbose, strict, facts_file = (kwargs.pop(n) for n in _COMMON_NAMES)
+    target = kwargs.pop("target", None)
+    values = {o.name: kwargs.pop(o.name) for o in command.options if o.cli}
+    recorded = _read_facts(facts_file)
+    progress = Progress(verbose or sys.stderr.isatty())
+    # The user's code may print: keep stdout for the report alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            if target:
+                progress(f"loading {' '.join(target) if command.target.many else target} ...")
+            ctx = api.make_context(command, target, values, recorded=recorded, progress=progress)
+        except UsageError as exc:
+            _stderr(_usage_message(exc, target))
+            sys.exit(exitcodes.USAGE)
+        try:
+            report = api.run_context(command.name, ctx, select=select, ignore=ignore,
+                                     progress=progress)
+        except SelectionError as exc:
+            raise click.UsageError(str(exc))
+    sys.exit(_emit_report(report, as_json=as_json, verbose=verbose, strict=strict))
+
+
+def build_command(command: Command) -> click.Command:
+    params: list[click.Parameter] = []
+    if command.target is not None:
+        params.append(click.Argument(["target"], metavar=command.target.metavar,
+                                     nargs=-1 if command.target.many else 1, required=True))
+    params += [click_option(o) for o in command.options if o.cli]
+    params += list(COMMON_OPTIONS)
+
+    def callback(**kwargs: Any) -> None:
+        run_declared(command, **kwargs)
+
+    return click.Command(command.name, params=params, callback=callback, help=command.help,
+                         short_help=command.summary)
 
 
 class _Group(click.Group):
     """Turns an unexpected exception anywhere in a command into exit code 3 with a short note,
-    and imports commands that live in their own module only when they are asked for (so
-    `cvdoctor explain` never pays for them, and no module imports this one back)."""
-
-    lazy_commands = {"model": ("cvdoctor.cli_model", "model")}
+    builds the declared commands, and imports a command that has its own click code only when
+    it is asked for."""
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+        return sorted(set(super().list_commands(ctx)) | set(all_commands()))
 
     def get_command(self, ctx, name):
-        if name in self.lazy_commands and name not in self.commands:
-            import importlib
-
-            module, attr = self.lazy_commands[name]
-            self.add_command(getattr(importlib.import_module(module), attr), name)
+        if name not in self.commands and name in all_commands():
+            declared = all_commands()[name]
+            self.add_command(load(declared.click_command) if declared.click_command
+                             else build_command(declared), name)
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
@@ -92,6 +181,9 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
                 KeyboardInterrupt):
             raise
+        except UsageError as exc:  # bad input found late (a command's own validation)
+            _stderr(f"cvdoctor: {exc}")
+            ctx.exit(exitcodes.USAGE)
         except Exception:  # noqa: BLE001
             _stderr("cvdoctor crashed (this is a bug in cvdoctor, not in your setup):")
             _stderr(traceback.format_exc() if os.environ.get("CVDOCTOR_DEBUG")
@@ -99,50 +191,79 @@ class _Group(click.Group):
             ctx.exit(exitcodes.CRASHED)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _group_help() -> str:
+    lines = ["A doctor for PyTorch computer-vision work.", "", "\b"]
+    for command in all_commands().values():
+        usage = f"cvdoctor {command.name}" + (f" {command.target.metavar}" if command.target
+                                              else "")
+        lines.append(f"{usage.ljust(27)}{command.summary}")
+    lines += [f"{'cvdoctor checks [COMMAND]'.ljust(27)}list every check and what it measures",
+              f"{'cvdoctor explain ID|TEXT'.ljust(27)}a fix recipe or a check's documentation, "
+              "or match an error message",
+              "", "Exit codes: 0 nothing failed, 1 a check failed (--strict: or warned),",
+              "2 usage error or target not loadable, 3 cvdoctor itself crashed."]
+    return "\n".join(lines)
+
+
+@click.group(cls=_Group, help=_group_help(),
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cvdoctor")
 def cli() -> None:
-    """A doctor for PyTorch computer-vision work.
+    pass
 
-    \b
-    cvdoctor env               check this machine: torch build, GPU, shared memory, packages...
-    cvdoctor model FILE        check a model before training: loss at init, gradients, overfit...
-    cvdoctor explain ID|TEXT   show a fix recipe, or match an error message to one
 
-    Exit codes: 0 nothing failed, 1 a check failed (--strict: or warned),
-    2 usage error or target not loadable, 3 cvdoctor itself crashed.
-    """
+# --- checks and explain ------------------------------------------------------------------------
+
+def _check_doc(spec) -> dict[str, Any]:
+    return {"id": spec.id, "command": spec.command, "title": spec.title,
+            "measures": spec.summary, "doc": spec.doc, "recipes": list(spec.recipes),
+            "error_recipes": spec.error_recipes, "needs": list(spec.needs)}
 
 
 @cli.command()
-@common_options
-@click.option("--deep", is_flag=True, help="Run slow probes too (DataLoader workers on shared "
-              "memory, full checkpoint hashes, importing every optional package).")
-@click.option("--require-gpu", is_flag=True, help="No usable GPU is a failure, not a warning.")
-@click.option("--checkpoints", "checkpoint_dirs", multiple=True, type=click.Path(path_type=Path),
-              metavar="DIR", help="Also look for checkpoints here (repeatable).")
-@click.option("--facts", "facts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              hidden=True, help="Recorded facts (JSON) that replace gathered ones: the test seam.")
-def env(select, ignore, as_json, verbose, strict, deep, require_gpu, checkpoint_dirs, facts_file):
-    """Check the environment: platform, torch build, CUDA and GPU arch, shared memory, packages,
-    checkpoints, resources."""
-    from cvdoctor.api import check_env
-    from cvdoctor.registry import SelectionError
+@click.argument("command", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def checks(command, as_json):
+    """List every check: id, title, what it measures, the recipes it can emit.
 
-    recorded = None
-    if facts_file is not None:
-        try:
-            recorded = json.loads(facts_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise click.UsageError(f"--facts {facts_file}: not readable JSON ({exc})")
-    progress = Progress(verbose or sys.stderr.isatty())
-    try:
-        report = check_env(select=select, ignore=ignore, deep=deep, require_gpu=require_gpu,
-                           checkpoint_dirs=list(checkpoint_dirs), recorded=recorded,
-                           progress=progress)
-    except SelectionError as exc:
-        raise click.UsageError(str(exc))
-    sys.exit(_emit_report(report, as_json=as_json, verbose=verbose, strict=strict))
+    \b
+    cvdoctor checks             every command's checks
+    cvdoctor checks model       the model checks only
+    cvdoctor explain CHECK_ID   one check's full documentation
+    """
+    from cvdoctor.registry import all_checks
+
+    names = [c.name for c in all_commands().values() if c.click_command is None]
+    if command is not None and command not in names:
+        raise click.UsageError(f"no command {command!r} runs checks (known: {', '.join(names)})")
+    specs = [s for name in ([command] if command else names) for s in all_checks(name)]
+    if as_json:
+        click.echo(json.dumps({"checks": [_check_doc(s) for s in specs]}, indent=2))
+        return
+    width = max((len(s.id) for s in specs), default=0)
+    for s in specs:
+        click.echo(f"{s.id.ljust(width)}  {s.title}: {s.summary}")
+        recipes = ", ".join(s.recipes) + (" + recipes matched from the error text"
+                                          if s.error_recipes else "")
+        click.echo(f"{' ' * width}  recipes: {recipes or 'none'}")
+
+
+def _explain_check(check_id: str, as_json: bool) -> None:
+    from cvdoctor.registry import get_check
+
+    spec = get_check(check_id)
+    if as_json:
+        click.echo(json.dumps(_check_doc(spec), indent=2))
+        return
+    click.echo(f"{spec.title}  [{spec.id}, check of `cvdoctor {spec.command}`]\n")
+    click.echo(spec.doc + "\n")
+    if spec.recipes:
+        click.echo("Recipes it can emit (cvdoctor explain <recipe>): " + ", ".join(spec.recipes)
+                   + ("; and the recipe matched from an error it catches" if spec.error_recipes
+                      else ""))
+    if spec.needs:
+        click.echo("Facts it reads: " + ", ".join(spec.needs))
+    click.echo(f"Run it alone: cvdoctor {spec.command} ... --select {spec.id}")
 
 
 @cli.command()
@@ -152,10 +273,11 @@ def env(select, ignore, as_json, verbose, strict, deep, require_gpu, checkpoint_
               help="Match the error text in this file (a log, a traceback).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(recipe_or_text, list_, file_, as_json):
-    """Show a recipe by id, or find the recipe for an error message.
+    """Show a recipe or a check's documentation by id, or find the recipe for an error message.
 
     \b
     cvdoctor explain shm-docker-ipc          print that recipe
+    cvdoctor explain model.gradients         what that check measures, when it warns or fails
     cvdoctor explain --list                  list all recipes
     cvdoctor explain "RuntimeError: ..."     match an error message
     cvdoctor explain --file train.log        match a log or traceback
@@ -179,32 +301,42 @@ def explain(recipe_or_text, list_, file_, as_json):
     elif recipe_or_text == "-":
         text = sys.stdin.read()
     elif recipe_or_text is None:
-        raise click.UsageError("give a recipe id, an error message, '-' for stdin, --file or --list")
+        raise click.UsageError("give a recipe id, a check id, an error message, '-' for stdin, "
+                               "--file or --list")
     elif recipe_or_text.strip() in catalog:
         recipe = catalog[recipe_or_text.strip()]
         if as_json:
             click.echo(json.dumps({"id": recipe.id, "title": recipe.title,
                                    "category": recipe.category, "patterns": recipe.patterns,
-                                   "body": recipe.body}, indent=2))
+                                   "fix": getattr(recipe, "fix", ""), "body": recipe.body},
+                                  indent=2))
         else:
             click.echo(f"{recipe.title}  [{recipe.id}, {recipe.category}]\n")
             click.echo(recipe.body, nl=False)
         sys.exit(exitcodes.OK)
     else:
+        from cvdoctor.registry import indexed_ids
+
+        if recipe_or_text.strip() in indexed_ids():
+            _explain_check(recipe_or_text.strip(), as_json)
+            sys.exit(exitcodes.OK)
         text = recipe_or_text
     matches = match_text(text, catalog)
     if as_json:
         click.echo(json.dumps({"matches": [m.to_dict() for m in matches]}, indent=2))
         sys.exit(exitcodes.OK if matches else exitcodes.CHECK_FAILED)
     if not matches:
-        looks_like_id = " " not in text.strip() and text.strip().islower() and "-" in text
+        word = text.strip()
+        looks_like_id = " " not in word and word.islower() and ("-" in word or "." in word)
         if looks_like_id:
             import difflib
 
-            close = difflib.get_close_matches(text.strip(), list(catalog), n=3)
+            from cvdoctor.registry import indexed_ids
+
+            close = difflib.get_close_matches(word, [*catalog, *indexed_ids()], n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            _stderr(f"cvdoctor: no recipe with id {text.strip()!r}.{hint} "
-                    "See 'cvdoctor explain --list'.")
+            _stderr(f"cvdoctor: no recipe or check with id {word!r}.{hint} "
+                    "See 'cvdoctor explain --list' and 'cvdoctor checks'.")
             sys.exit(exitcodes.USAGE)
         click.echo("No recipe matches this text. cvdoctor knows the errors listed by "
                    "'cvdoctor explain --list'; this one is not among them.")

@@ -14,8 +14,15 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-# Set by the plugin from --cvdoctor-budget / --cvdoctor-strict for the session; reset afterwards.
-session_defaults: dict[str, Any] = {"budget": None, "strict": False}
+from pytest_cvdoctor._state import ACTIVE
+
+
+def _session_value(name: str) -> Any:
+    """This pytest run's --cvdoctor-<name> (strict, budget, ...) while a test runs, else None."""
+    state = ACTIVE.get()
+    if state is None:
+        return None
+    return state.strict if name == "strict" else state.values.get(name)
 
 
 class CvdoctorWarning(UserWarning):
@@ -23,17 +30,13 @@ class CvdoctorWarning(UserWarning):
 
 
 def describe_finding(finding: Any, indent: str = "  ") -> list[str]:
-    """The lines that tell one finding: mark, id, title and measured message, fix, recipe."""
-    from cvdoctor.render import MARKS  # on use: only failing assertions pay for it
+    """The lines that tell one finding: mark, id, title and measured message, fix, recipe (the
+    report's own layout; an error shows the last lines of its traceback)."""
+    from cvdoctor.render import MARKS, finding_lines  # on use: only failing assertions pay
 
-    lines = [f"{MARKS.get(finding.status, '?')} {finding.check}: {finding.title}: "
-             f"{finding.message}"]
-    if finding.fix:
-        lines.append(f"{indent}fix: {finding.fix}")
-    if finding.recipe:
-        lines.append(f"{indent}more: cvdoctor explain {finding.recipe}")
+    lines = finding_lines(finding, label=f"{finding.check}:", sep=" ", indent=indent,
+                          marks=MARKS)
     if finding.status == "error":
-        lines.append(f"{indent}(the check itself broke: a cvdoctor bug, not your model)")
         tb = (finding.evidence or {}).get("traceback")
         if tb:
             lines.extend(f"{indent}  {ln}" for ln in str(tb).rstrip().splitlines()[-6:])
@@ -58,7 +61,7 @@ def failure_message(report: Any, strict: bool = False) -> str:
 
 
 def _strict(strict: bool | None) -> bool:
-    return bool(session_defaults.get("strict")) if strict is None else strict
+    return bool(_session_value("strict")) if strict is None else strict
 
 
 def assert_healthy(report: Any, *, strict: bool | None = None) -> Any:
@@ -83,8 +86,8 @@ def _run_one(check_id: str, model: Any, batch: Any, strict: bool | None,
     __tracebackhide__ = True
     from cvdoctor import check_model
 
-    if kwargs.get("budget") is None and session_defaults.get("budget") is not None:
-        kwargs["budget"] = session_defaults["budget"]
+    if kwargs.get("budget") is None and _session_value("budget") is not None:
+        kwargs["budget"] = _session_value("budget")
     report = check_model(model, batch, select=[check_id], **kwargs)
     findings = report.get_all(check_id)
     if findings and all(f.status == "skip" for f in findings):

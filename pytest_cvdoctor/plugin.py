@@ -3,6 +3,11 @@
 It loads in every pytest run of every project that installs cvdoctor, so everything that costs
 (cvdoctor's API, torch, the recipe catalog) is imported inside a fixture or hook, when a test
 asks for it or a test has already failed. `-p no:cvdoctor` turns the plugin off.
+
+Its options come from the command declarations (`cvdoctor.commands`, standard library only): a
+command that takes targets adds ``--cvdoctor-<command> TARGET`` (one test item per check), and
+options marked for pytest (the model checks' budget, input shape, class count) add
+``--cvdoctor-<option>`` and an ini key of the same name.
 """
 from __future__ import annotations
 
@@ -12,40 +17,52 @@ from typing import Any
 import pytest
 
 from pytest_cvdoctor import assertions, requirements
+from pytest_cvdoctor._state import (ACTIVE, SESSION, SKIP_AT_ITEM, CvdoctorSession, relative_to,
+                                    session as _session)
 
 _GROUP = "cvdoctor: environment and model checks (cvdoctor explain <recipe> tells the fix)"
 _HEADER_WIDTH = 118
+
+
+def _commands():
+    from cvdoctor.commands import all_commands  # declarations only: standard library
+
+    return [c for c in all_commands().values() if c.click_command is None]
+
+
+def _plugin_options():
+    """(command, option) for each option exposed to pytest, once per option name."""
+    seen: dict[str, Any] = {}
+    for command in _commands():
+        for option in command.options:
+            if option.plugin and option.name not in seen:
+                seen[option.name] = (command, option)
+    return list(seen.values())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cvdoctor", _GROUP)
     group.addoption("--cvdoctor-env", action="store_true", default=None,
                     help="Add a one-screen cvdoctor environment summary to the report header.")
-    parser.addini("cvdoctor_env", type="bool", default=False,
-                  help="Like --cvdoctor-env.")
-    group.addoption("--cvdoctor-model", action="append", default=None, metavar="TARGET",
-                    help="Add one test item per model check for TARGET: a model file, "
-                         "package.module:attr or a zoo spec like torchvision:resnet18 "
-                         "(repeatable).")
-    parser.addini("cvdoctor_model", type="linelist", default=[],
-                  help="Model targets for generated check items, one per line "
-                       "(like --cvdoctor-model).")
-    group.addoption("--cvdoctor-budget", default=None, metavar="SECONDS",
-                    help="Time budget per model run for the slow checks (model.overfit_batch): "
-                         "used by --cvdoctor-model items, the cvdoctor fixture and the "
-                         "assert_* helpers. Running out is a warning, never a failure.")
-    parser.addini("cvdoctor_budget", default="", help="Like --cvdoctor-budget.")
-    group.addoption("--cvdoctor-input-shape", default=None, metavar="C,H,W",
-                    help="Input shape for --cvdoctor-model targets that give no batch (a zoo "
-                         "spec defaults to the model's own size, e.g. 224 px).")
-    parser.addini("cvdoctor_input_shape", default="", help="Like --cvdoctor-input-shape.")
-    group.addoption("--cvdoctor-num-classes", default=None, type=int, metavar="N",
-                    help="Number of classes for --cvdoctor-model targets (zoo heads, synthesized "
-                         "labels).")
-    parser.addini("cvdoctor_num_classes", default="", help="Like --cvdoctor-num-classes.")
+    parser.addini("cvdoctor_env", type="bool", default=False, help="Like --cvdoctor-env.")
+    for command in _commands():
+        if command.plugin_items and command.target is not None:
+            group.addoption(f"--cvdoctor-{command.name}", action="append", default=None,
+                            dest=f"cvdoctor_{command.name}", metavar=command.target.metavar,
+                            help=f"Add one test item per `cvdoctor {command.name}` check for "
+                                 f"{command.target.metavar}: {command.target.help} (repeatable).")
+            parser.addini(f"cvdoctor_{command.name}", type="linelist", default=[],
+                          help=f"Targets for generated `cvdoctor {command.name}` items, one per "
+                               f"line (like --cvdoctor-{command.name}).")
+    for command, option in _plugin_options():
+        group.addoption(option.plugin_flag, default=None, dest=option.ini_name,
+                        metavar=option.metavar,
+                        help=f"{option.help} Used by the --cvdoctor-{command.name} items, the "
+                             "cvdoctor fixture and the assert_* helpers.")
+        parser.addini(option.ini_name, default="", help=f"Like {option.plugin_flag}.")
     group.addoption("--cvdoctor-strict", action="store_true", default=None,
                     help="Unmet cvdoctor_requires markers fail instead of skipping; warnings "
-                         "of model checks fail too.")
+                         "of cvdoctor checks fail too.")
     parser.addini("cvdoctor_strict", type="bool", default=False, help="Like --cvdoctor-strict.")
     group.addoption("--no-cvdoctor-explain", dest="cvdoctor_explain", action="store_false",
                     default=None,
@@ -60,62 +77,28 @@ def _setting(config: pytest.Config, name: str) -> Any:
     return config.getini(name) if value is None else value
 
 
-def _budget(config: pytest.Config) -> float | None:
-    raw = _setting(config, "cvdoctor_budget")
+def _option_value(config: pytest.Config, option) -> Any:
+    """The option's value from the command line or the ini file, checked like the CLI does."""
+    raw = _setting(config, option.ini_name)
     if raw in (None, ""):
         return None
-    try:
-        budget = float(raw)
-    except (TypeError, ValueError):
-        raise pytest.UsageError(f"--cvdoctor-budget / cvdoctor_budget: {raw!r} is not a "
-                                "number of seconds") from None
-    if budget <= 0:
-        raise pytest.UsageError(f"--cvdoctor-budget / cvdoctor_budget must be positive, "
-                                f"got {raw!r}")
-    return budget
-
-
-class CvdoctorSession:
-    """Per-run settings and caches (in config.stash, so nested pytester runs stay apart)."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        self.show_env = bool(_setting(config, "cvdoctor_env"))
-        # Relative model files: from the invocation directory on the command line, from the
-        # rootdir (where the ini file is) in the ini key.
-        cli_models = config.getoption("cvdoctor_model")
-        self.models = [(t, Path(config.invocation_params.dir)) for t in cli_models or ()] or \
-            [(t, Path(config.rootpath)) for t in config.getini("cvdoctor_model")]
-        self.input_shape = _setting(config, "cvdoctor_input_shape") or None
-        num_classes = _setting(config, "cvdoctor_num_classes")
+    where = f"{option.plugin_flag} / {option.ini_name}"
+    if option.kind in ("int", "float"):
+        kind = int if option.kind == "int" else float
         try:
-            self.num_classes = int(num_classes) if num_classes not in (None, "") else None
-        except ValueError:
-            raise pytest.UsageError(f"cvdoctor_num_classes: {num_classes!r} is not an integer") \
+            value = kind(raw)
+        except (TypeError, ValueError):
+            what = "an integer" if kind is int else "a number"
+            raise pytest.UsageError(f"{where}: {raw!r} is not {what}"
+                                    + (" of seconds" if option.metavar == "SECONDS" else "")) \
                 from None
-        self.budget = _budget(config)
-        self.strict = bool(_setting(config, "cvdoctor_strict"))
-        self.explain = bool(_setting(config, "cvdoctor_explain"))
-        self.requirement_cache: dict[str, Any] = {}
-        self._env_report: Any = None
-
-    def env_report(self) -> Any:
-        """The environment report, computed once per process on first use."""
-        if self._env_report is None:
-            from cvdoctor import check_env
-
-            self._env_report = check_env()
-        return self._env_report
-
-
-_SESSION = pytest.StashKey[CvdoctorSession]()
-# Set on an item whose skip should be reported at the item, not where pytest.skip was called.
-SKIP_AT_ITEM = pytest.StashKey[bool]()
-_PREVIOUS_DEFAULTS = pytest.StashKey[dict]()
-
-
-def _session(config: pytest.Config) -> CvdoctorSession:
-    return config.stash[_SESSION]
+        if option.min is not None and (value < option.min or
+                                       (option.min_open and value == option.min)):
+            bound = "positive" if option.min == 0 and option.min_open else \
+                f"at least {option.min:g}"
+            raise pytest.UsageError(f"{where} must be {bound}, got {raw!r}")
+        return value
+    return raw
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,46 +108,53 @@ def pytest_configure(config: pytest.Config) -> None:
         "with the measured reason and a cvdoctor recipe when this machine lacks what it needs "
         "(a usable GPU, a /dev/shm of at least min_shm, importable packages, checkpoint files); "
         "--cvdoctor-strict fails instead.")
-    config.addinivalue_line(
-        "markers", "cvdoctor_model: a model check item generated by --cvdoctor-model.")
-    state = CvdoctorSession(config)
-    config.stash[_SESSION] = state
-    config.stash[_PREVIOUS_DEFAULTS] = dict(assertions.session_defaults)
-    assertions.session_defaults.update(budget=state.budget, strict=state.strict)
+    targets: dict[str, list] = {}
+    for command in _commands():
+        if not command.plugin_items:
+            continue
+        config.addinivalue_line(
+            "markers", f"cvdoctor_{command.name}: a check item generated by "
+                       f"--cvdoctor-{command.name}.")
+        # Relative paths: from the invocation directory on the command line, from the rootdir
+        # (where the ini file is) in the ini key.
+        cli = config.getoption(f"cvdoctor_{command.name}")
+        targets[command.name] = [(t, Path(config.invocation_params.dir)) for t in cli or ()] or \
+            [(t, Path(config.rootpath)) for t in config.getini(f"cvdoctor_{command.name}")]
+    values = {option.name: _option_value(config, option) for _, option in _plugin_options()}
+    config.stash[SESSION] = CvdoctorSession(
+        config, show_env=bool(_setting(config, "cvdoctor_env")), targets=targets, values=values,
+        strict=bool(_setting(config, "cvdoctor_strict")),
+        explain=bool(_setting(config, "cvdoctor_explain")))
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    previous = config.stash.get(_PREVIOUS_DEFAULTS, None)
-    if previous is not None:
-        assertions.session_defaults.clear()
-        assertions.session_defaults.update(previous)
+@pytest.fixture(autouse=True)
+def _cvdoctor_active_session(request: pytest.FixtureRequest):
+    """This run's settings for the module-level assert_* helpers, for the test's duration."""
+    token = ACTIVE.set(request.config.stash.get(SESSION, None))
+    yield
+    ACTIVE.reset(token)
 
 
 # --- report header --------------------------------------------------------------------------
-def _fit(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
-
-
 def env_summary(report: Any) -> list[str]:
     """One line per env check (mark, id, measured message, recipe), under the summary line."""
     from cvdoctor.redact import redact_text
-    from cvdoctor.render import MARKS, summary_line
+    from cvdoctor.render import MARKS, finding_lines, summary_line
 
     width = max((len(f.check) for f in report.findings), default=0)
     lines = [summary_line(report).rstrip()]
     previous = None
     for f in report.findings:
-        more = f" [cvdoctor explain {f.recipe}]" if f.recipe and f.is_problem else ""
-        room = _HEADER_WIDTH - width - 4 - len(more)
         shown_id = f.check if f.check != previous else ""  # as in the text report
         previous = f.check
-        lines.append(f"  {MARKS[f.status]} {shown_id.ljust(width)} {_fit(f.message, room)}{more}")
+        lines += ["  " + line for line in finding_lines(
+            f, label=shown_id.ljust(width), sep=" ", one_line_width=_HEADER_WIDTH - 2,
+            marks=MARKS)]
     return [redact_text(line) for line in lines]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    state = config.stash.get(_SESSION, None)
+    state = config.stash.get(SESSION, None)
     if state is None or not state.show_env or hasattr(config, "workerinput"):
         return None  # xdist workers print no header; the controller does it once
     try:
@@ -179,25 +169,42 @@ class CvdoctorHelper:
 
     check_model(model, batch, loss_fn=..., optimizer=..., select=[...]) -> Report
     check_env(**kwargs) -> Report (no arguments: the session's report, computed once)
+    check_<command>(...) for every other command, with this run's --cvdoctor-* values
     assert_healthy(report)  fails listing each failing finding, its fix and its recipe
     """
 
     def __init__(self, state: CvdoctorSession):
         self._state = state
 
-    def check_model(self, model: Any, batch: Any = None, **kwargs: Any) -> Any:
-        from cvdoctor import check_model
+    def _api(self, name: str):
+        import inspect
 
-        if kwargs.get("budget") is None:
-            kwargs["budget"] = self._state.budget
-        return check_model(model, batch, **kwargs)
+        import cvdoctor
+
+        func = getattr(cvdoctor, f"check_{name}")
+        accepted = inspect.signature(func).parameters
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for key, value in self._state.values.items():
+                if key in accepted and kwargs.get(key) is None and value is not None:
+                    kwargs[key] = value
+            return func(*args, **kwargs)
+
+        call.__doc__ = func.__doc__
+        return call
+
+    def check_model(self, model: Any, batch: Any = None, **kwargs: Any) -> Any:
+        return self._api("model")(model, batch, **kwargs)
 
     def check_env(self, **kwargs: Any) -> Any:
         if not kwargs:
             return self._state.env_report()
-        from cvdoctor import check_env
+        return self._api("env")(**kwargs)
 
-        return check_env(**kwargs)
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("check_"):
+            return self._api(name.removeprefix("check_"))
+        raise AttributeError(name)
 
     @property
     def env(self) -> Any:
@@ -209,7 +216,8 @@ class CvdoctorHelper:
             report, self._state.strict if strict is None else strict, stacklevel=4)
 
     def __repr__(self) -> str:
-        return f"<cvdoctor pytest helper budget={self._state.budget} strict={self._state.strict}>"
+        return (f"<cvdoctor pytest helper budget={self._state.budget} "
+                f"strict={self._state.strict}>")
 
 
 @pytest.fixture(scope="session")
@@ -255,27 +263,26 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(reason)
 
 
-# --- zero-code model items ------------------------------------------------------------------
+# --- generated check items ------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     # tryfirst: added before -k/-m/--deselect filter the list, so those select these items too.
-    state = config.stash.get(_SESSION, None)
-    if state is None or not state.models:
+    state = config.stash.get(SESSION, None)
+    if state is None or not any(state.targets.values()):
         return
-    from pytest_cvdoctor.modelitems import ModelTarget, model_check_ids
+    from pytest_cvdoctor.items import CommandTarget
 
-    check_ids = model_check_ids()
-    seen: set[str] = set()
-    for target, base in state.models:
-        if target in seen:
-            continue
-        seen.add(target)
-        collector = ModelTarget.for_session(
-            session, target, base, check_ids=check_ids, budget=state.budget, strict=state.strict,
-            input_shape=state.input_shape, num_classes=state.num_classes)
-        # genitems sends the usual collection hooks, so "collected N items" counts these too.
-        items.extend(session.genitems(collector))
+    for command, targets in state.targets.items():
+        seen: set[str] = set()
+        for target, base in targets:
+            if target in seen:
+                continue
+            seen.add(target)
+            collector = CommandTarget.for_session(session, command, target,
+                                                  relative_to(target, base), state)
+            # genitems sends the usual collection hooks, so "collected N items" counts these.
+            items.extend(session.genitems(collector))
 
 
 # --- failure explanations -------------------------------------------------------------------
@@ -292,7 +299,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.longrepr = (str(path), None if line is None else line + 1, report.longrepr[2])
     if not report.failed:
         return
-    state = item.config.stash.get(_SESSION, None)
+    state = item.config.stash.get(SESSION, None)
     if state is None or not state.explain:
         return
     try:

@@ -167,10 +167,10 @@ def test_usage_error_exit_code():
 def test_crash_exit_code(monkeypatch):
     import cvdoctor.api
 
-    def explode(**_kw):
+    def explode(*_a, **_kw):
         raise RuntimeError("internal bug")
 
-    monkeypatch.setattr(cvdoctor.api, "check_env", explode)
+    monkeypatch.setattr(cvdoctor.api, "run_context", explode)
     result = CliRunner().invoke(cli, ["env"])
     assert result.exit_code == exitcodes.CRASHED
     assert "cvdoctor crashed" in result.stderr and "internal bug" in result.stderr

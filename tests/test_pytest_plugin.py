@@ -14,13 +14,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import cvdoctor.facts  # noqa: E402
+from cvdoctor.factgraph import load_fact_modules  # noqa: E402
 from cvdoctor.registry import all_checks  # noqa: E402
 from pytest_cvdoctor.explain import one_line_fix  # noqa: E402
 from pytest_cvdoctor.requirements import format_size, parse_size  # noqa: E402
 
 all_checks()
-cvdoctor.facts._load_providers()
+load_fact_modules(["cvdoctor.facts", "cvdoctor.model.facts"])
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,52 @@
+"""`cvdoctor model`: a model before training."""
+from cvdoctor.commands import Command, Option, Param, Target
+
+COMMAND = Command(
+    name="model",
+    summary="check a model before training: loss at init, gradients, overfit...",
+    help="""Check a model before training: data, dtypes, forward, outputs, loss at init,
+gradients, optimizer, batch independence, train/eval, and overfitting one batch.
+
+\\b
+TARGET is one of:
+  path/to/train.py            a file with build_model()/model, get_batch()/train_loader,
+                              loss_fn/criterion or training_step, build_optimizer/optimizer
+  package.module:attr         the same, from an importable module (attr: the model)
+  torchvision:resnet18        a zoo model with random weights and its own input size
+  timm:vit_tiny_patch16_224""",
+    context="cvdoctor.model.context:context_for_target",
+    target=Target("TARGET", "a model file, package.module:attr or a zoo spec"),
+    options=(
+        Option("input_shape", "Input size for a synthesized batch (e.g. 3,32,32); also sizes zoo "
+               "models.", metavar="C,H,W", plugin=True,
+               convert="cvdoctor.model.loader:parse_input_shape"),
+        Option("num_classes", "Number of classes in your data (head size for zoo models).",
+               kind="int", min=1, metavar="N", plugin=True),
+        Option("batch_size", "Samples per batch: size of a synthesized batch, or keep the first "
+               "B of yours.", kind="int", min=1, metavar="B", api=False),
+        Option("device", "Where to run the checks (default: where the model's parameters are).",
+               kind="choice", choices=("cpu", "cuda")),
+        Option("budget", "Time cap for the slow checks (overfitting one batch).", kind="float",
+               min=0, min_open=True, metavar="SECONDS", plugin=True),
+        Option("model_name", "Attribute or factory in the file that gives the model (default: "
+               "build_model, get_model, create_model, model).", flag="--model", metavar="NAME",
+               api=False),
+    ),
+    api_params=(
+        Param("model", "the nn.Module to check (never modified)", required=True, positional=True),
+        Param("batch", "one batch (inputs, targets); synthesized from input_shape when None",
+              positional=True),
+        Param("loss_fn", "the loss (default CrossEntropyLoss)"),
+        Param("optimizer", "the optimizer instance you train with"),
+        Param("training_step", "(model, (inputs, targets)) -> scalar loss, instead of loss_fn"),
+        Param("optimizer_factory", "params -> optimizer, instead of an instance"),
+        Param("name", "how the report names the model (default: its class name)"),
+    ),
+    api_context="cvdoctor.model.context:context_for_objects",
+    api_doc="""Run the model checks on `model` with one `batch` = (inputs, targets).
+
+Nothing passed in is modified: every pass and every training step runs on copies, and the
+global RNG states are restored. Without a batch, one is synthesized from `input_shape`
+(C, H, W) and `num_classes`: normalized random images and balanced labels.""",
+    plugin_items=True,
+)
