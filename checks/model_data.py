@@ -9,12 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cvdoctor.model.context import first_tensor
+from cvdoctor.finding import Problem, report_problems
+from cvdoctor.model.facts import (class_index_targets, fmt_stats, input_stats, main_output,
+                                  pixel_scale, targets_tensor, valid_labels)
+from cvdoctor.model.tensors import first_tensor
 from cvdoctor.registry import register
-
-from ._model_basics import (Problem, class_index_targets, first_conv, fmt_stats, fold,
-                            input_stats, loss_info, main_output, pixel_scale, targets_tensor,
-                            valid_labels)
 
 TITLE = "Data and labels"
 RECIPES = ["nonfinite-inputs", "unnormalized-input", "channels-mismatch", "labels-wrong-dtype",
@@ -23,7 +22,8 @@ RECIPES = ["nonfinite-inputs", "unnormalized-input", "channels-mismatch", "label
 SINGLE_CLASS_MIN_BATCH = 4  # below this, one class in a batch is plain chance
 
 
-@register("model.data", order=10, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.data", order=10, title=TITLE, recipes=RECIPES,
+          needs=["base", "loss_info", "first_conv"])
 def check(ctx):
     problems: list[Problem] = []
     x = first_tensor(ctx.spec.inputs)
@@ -34,7 +34,7 @@ def check(ctx):
         problems += _input_problems(ctx, x, facts)
     problems += _label_problems(ctx, facts)
     problems += _batchnorm_problems(ctx, x)
-    return fold(TITLE, problems, _ok_message(facts), **facts)
+    return report_problems(TITLE, problems, _ok_message(facts), **facts)
 
 
 def _input_problems(ctx, x: torch.Tensor, facts: dict) -> list[Problem]:
@@ -59,7 +59,7 @@ def _input_problems(ctx, x: torch.Tensor, facts: dict) -> list[Problem]:
             "(transforms.ToTensor() + transforms.Normalize(mean, std)).",
             {"scale": "integer"}))
         return out
-    probe = first_conv(ctx)
+    probe = ctx.fact("first_conv")
     stats = probe.stats if probe is not None and probe.stats else input_stats(x)
     facts["input_stats"] = {k: round(v, 4) for k, v in stats.items()}
     if probe is not None:
@@ -108,11 +108,11 @@ def _first_layer_is_embedding(model: nn.Module) -> bool:
 
 
 def _label_problems(ctx, facts: dict) -> list[Problem]:
-    info = loss_info(ctx)
-    y = targets_tensor(ctx)
+    info = ctx.fact("loss_info")
+    y = targets_tensor(ctx.spec)
     if y is None or info.kind not in ("ce", "nll", "bce_logits", "bce"):
         return []
-    out_t = main_output(ctx)
+    out_t = main_output(ctx.fact("base"))
     facts["target_shape"] = list(y.shape)
     facts["target_dtype"] = str(y.dtype).replace("torch.", "")
     if info.kind in ("bce_logits", "bce"):
@@ -206,7 +206,7 @@ def _batchnorm_problems(ctx, x) -> list[Problem]:
              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return []
-    base = ctx.base
+    base = ctx.fact("base")
     err = base.forward_error or base.loss_error
     crashed = err is not None and "Expected more than 1 value per channel" in err.message
     return [Problem(

@@ -9,10 +9,11 @@ from collections import Counter
 
 import torch
 
-from cvdoctor.model.context import call_model, first_tensor, rng_guard, to_device
+from cvdoctor.finding import Problem, report_problems
+from cvdoctor.model.context import call_model, rng_guard
+from cvdoctor.model.tensors import first_tensor, to_device
+from cvdoctor.model.trace import Tracer
 from cvdoctor.registry import register
-
-from ._model_basics import Problem, fold
 
 TITLE = "Dtypes and devices"
 RECIPES = ["mixed-param-dtypes", "dtype-mismatch", "device-mismatch"]
@@ -31,7 +32,7 @@ def check(ctx):
     tensors = [(f"param {n}", t) for n, t in model.named_parameters()]
     tensors += [(f"buffer {n}", t) for n, t in model.named_buffers()]
     x = first_tensor(ctx.spec.inputs)
-    base = ctx.base
+    base = ctx.fact("base")
     err = base.forward_error or base.loss_error
     error_text = err.text if err else ""
     problems = dtype_problems(tensors, x, error_text)
@@ -47,7 +48,7 @@ def check(ctx):
         msg += f"; inputs {_name(x.dtype)} on {x.device}"
     if note:
         msg += f"; {note}"
-    return fold(TITLE, problems, msg, param_dtypes=dict(float_dtypes), devices=devices,
+    return report_problems(TITLE, problems, msg, param_dtypes=dict(float_dtypes), devices=devices,
                 forward_device_check=note or "ran")
 
 
@@ -69,7 +70,9 @@ def dtype_problems(tensors, x, error_text: str) -> list[Problem]:
             "precision.",
             {"dtype_counts": {_name(d): c for d, c in counts.items()},
              "minority": minority[:5]}))
-    if x is not None and x.is_floating_point() and dominant is not None and x.dtype != dominant:
+    # Input against "the" parameter dtype only when the parameters agree on one: with mixed
+    # parameters the crash is theirs, reported above, not a second cause.
+    if x is not None and x.is_floating_point() and len(counts) == 1 and x.dtype != dominant:
         if error_text:  # a model that casts its input itself is fine
             out.append(Problem(
                 "fail", "dtype-mismatch",
@@ -118,27 +121,24 @@ def _forward_device_probe(ctx) -> tuple[list[Problem], str | None]:
     """Tensors created inside forward on a fixed device only break on a GPU: run there."""
     if not torch.cuda.is_available():
         return [], "devices of tensors created inside forward not checked (no GPU here)"
-    base = ctx.base
+    base = ctx.fact("base")
     if ctx.device.type == "cuda":
         err = base.forward_error
         if err is not None and err_mentions_any(err.message, _DEVICE_WORDS):
             return [_inner_device(err.message, err.module)], None
         return [], None
-    from cvdoctor.model.context import _ModuleTracker  # the same culprit naming as ctx.base
-
     try:
         model = ctx.copy_model(train=False).to("cuda")
     except Exception as exc:  # noqa: BLE001
         return [], f"forward on the GPU not tried: {type(exc).__name__}: {exc}"
-    tracker = _ModuleTracker(model)
+    tracer = Tracer(model)
     try:
-        with rng_guard(ctx.seed), torch.no_grad():
+        with rng_guard(ctx.seed), torch.no_grad(), tracer:
             call_model(model, to_device(ctx.spec.inputs, "cuda"))
     except Exception as exc:  # noqa: BLE001
         if err_mentions_any(str(exc), _DEVICE_WORDS):
-            return [_inner_device(str(exc), tracker.innermost())], None
+            return [_inner_device(str(exc), tracer.innermost())], None
     finally:
-        tracker.remove()
         del model
     return [], None
 

@@ -5,28 +5,26 @@ matcher `cvdoctor explain` uses; errors no recipe knows get the generic `forward
 """
 from __future__ import annotations
 
-from cvdoctor.catalog import error_recipe_ids, recipe_for_error
+from cvdoctor.catalog import recipe_for_error
 from cvdoctor.finding import failed, passed
 from cvdoctor.model.context import DEEPCOPY_FAILED, TO_DEVICE_FAILED
+from cvdoctor.model.facts import main_output
 from cvdoctor.registry import register
-
-from ._model_basics import main_output
 
 TITLE = "Forward pass and loss"
 GENERIC = "forward-error"
+RECIPES = [GENERIC, "device-mismatch"]
 
 
-# The explain matcher can land on any recipe with error patterns: this check may emit each.
-RECIPES = sorted({GENERIC, "device-mismatch", *error_recipe_ids()})  # fixed at import
-
-
-@register("model.forward", order=30, title=TITLE, recipes=RECIPES, needs=["base"])
+# The explain matcher can land on any recipe with error patterns: error_recipes=True.
+@register("model.forward", order=30, title=TITLE, recipes=RECIPES, needs=["base"],
+          error_recipes=True)
 def check(ctx):
-    base = ctx.base
+    base = ctx.fact("base")
     err, stage = ((base.forward_error, "forward") if base.forward_error is not None
                   else (base.loss_error, "loss") if base.loss_error is not None else (None, None))
     if err is None:
-        out = main_output(ctx)
+        out = main_output(base)
         shape = f"outputs {tuple(out.shape)}, " if out is not None else ""
         how = "training_step" if ctx.spec.training_step is not None else "forward and loss"
         loss = f"loss {base.loss:.4g}" if base.loss is not None else "loss not a number"
@@ -63,7 +61,7 @@ def check(ctx):
 
 
 def _recipe_for(err) -> tuple[str, str | None]:
-    match = recipe_for_error(err.text, err.traceback, allowed=set(RECIPES) - {GENERIC})
+    match = recipe_for_error(err.text, err.traceback)
     return (match.recipe, match.matched_text) if match else (GENERIC, None)
 
 

@@ -1,6 +1,6 @@
 """model.gradients: do gradients reach every trainable parameter, finite and at a usable scale?
 
-Reads the shared base pass (`ctx.base`). Extra passes run only when the base pass shows something
+Reads the shared base pass (the "base" fact). Extra passes run only when the base pass shows something
 to explain: a forward with hooks to tell unused modules from detached ones, a few optimizer steps
 on a copy to tell zero-init (alive after one step) from dead gradients, an anomaly-mode re-run to
 locate an in-place modification.
@@ -10,30 +10,25 @@ from __future__ import annotations
 import re
 import statistics
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch import nn
 
-from cvdoctor.catalog import error_recipe_ids, recipe_for_error
+from cvdoctor.catalog import recipe_for_error
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
+from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
 from cvdoctor.registry import register
-
-from ._model_basics import cached
+from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
 TITLE = "Gradient flow"
-OWN_RECIPES = [
+RECIPES = [
     "no-trainable-parameters", "tensor-does-not-require-grad", "inplace-modification",
     "unused-parameters", "detached-features", "nonfinite-gradients", "dead-gradients",
     "vanishing-gradients", "exploding-gradients", "backward-error",
 ]
 
-
 # Other backward errors (OOM, dtype, device) go through the explain matcher: any recipe with
-# error patterns may come out of it; `backward-error` when none does.
-RECIPES = sorted(set(OWN_RECIPES) | set(error_recipe_ids()))  # fixed at import
+# error patterns may come out of it (error_recipes=True); `backward-error` when none does.
 
 INPLACE_RE = re.compile(r"modified by an inplace operation", re.I)
 NO_GRAD_RE = re.compile(r"does not require grad|does not have a grad_fn", re.I)
@@ -56,109 +51,15 @@ PARAM_RMS_FLOOR = 1e-2
 VANISHING_RATIO = 1e-4
 
 
-@dataclass
-class ModuleTrace:
-    """What a hooked forward saw per module, in execution order."""
-
-    order: list[str] = field(default_factory=list)
-    output_requires_grad: dict[str, bool] = field(default_factory=dict)
-    output_nonfinite: dict[str, bool] = field(default_factory=dict)
-    output_all_zero: dict[str, bool] = field(default_factory=dict)
-    error: str | None = None
-
-
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (tuple, list)):
-        return [t for v in obj for t in _tensors(v)]
-    return []
-
-
-@cached
-def trace_modules(ctx) -> ModuleTrace:
-    """One train-mode forward + loss on a copy, hooks recording which modules ran and how.
-    Cached per context: the no-gradient and dead-gradient diagnoses both read it."""
-    trace = ModuleTrace()
-
-    def hook_for(name):
-        def hook(_module, _inputs, output):
-            ts = _tensors(output)
-            if name not in trace.output_requires_grad:
-                trace.order.append(name)
-                trace.output_requires_grad[name] = False
-                trace.output_nonfinite[name] = False
-                trace.output_all_zero[name] = bool(ts)
-            trace.output_requires_grad[name] |= any(t.requires_grad for t in ts)
-            floats = [t.detach() for t in ts if t.is_floating_point() or t.is_complex()]
-            trace.output_nonfinite[name] |= any(not torch.isfinite(t).all() for t in floats)
-            trace.output_all_zero[name] &= bool(floats) and all(not t.any() for t in floats)
-        return hook
-
-    with rng_guard(ctx.seed):
-        model = ctx.copy_model(train=True)
-        handles = [m.register_forward_hook(hook_for(n or "<root>"))
-                   for n, m in model.named_modules()]
-        try:
-            x, y = ctx.batch()
-            with torch.enable_grad():
-                ctx.compute_loss(model, x, y)
-        except Exception as exc:  # noqa: BLE001 - the base pass ran; a flaky rerun only blurs names
-            trace.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            for h in handles:
-                h.remove()
-    return trace
-
-
-def param_owners(model: nn.Module) -> dict[str, str]:
-    """Parameter name -> name of the module that holds it directly ("" for the root)."""
-    owners = {}
-    for mname, module in model.named_modules():
-        for pname, _ in module.named_parameters(recurse=False):
-            full = f"{mname}.{pname}" if mname else pname
-            owners.setdefault(full, mname)
-    return owners
-
-
-def collapse_modules(names: set[str], covered) -> list[str]:
-    """Replace module names by their highest ancestor for which `covered(ancestor)` holds."""
-    out = set()
-    for name in names:
-        best = name
-        parts = name.split(".")
-        for i in range(len(parts) - 1, 0, -1):
-            ancestor = ".".join(parts[:i])
-            if covered(ancestor):
-                best = ancestor
-        out.add(best)
-    return sorted(n for n in out
-                  if not any(n != o and n.startswith(o + ".") for o in out))
-
-
-def fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{fmt_int(n)} {word}{'' if n == 1 else 's'}"
-
-
-def name_list(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(f"`{n}`" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-@register("model.gradients", order=60, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.gradients", order=60, title=TITLE, recipes=RECIPES,
+          needs=["base", "module_trace"], error_recipes=True)
 def check(ctx) -> Finding | list[Finding]:
     model = ctx.spec.model
     named = list(model.named_parameters())
     total = sum(p.numel() for _, p in named)
     trainable = {n: p for n, p in named if p.requires_grad}
     n_trainable = sum(p.numel() for p in trainable.values())
-    base = ctx.base
+    base = ctx.fact("base")
 
     if not trainable:
         bwd = base.backward_error
@@ -208,7 +109,7 @@ def _backward_error(ctx, err) -> Finding:
                       "Remove the `.detach()`, `torch.no_grad()`, `.item()` or `.numpy()` "
                       "between the model's parameters and the loss.",
                       "tensor-does-not-require-grad", error=err.text)
-    match = recipe_for_error(err.text, err.traceback, allowed=set(RECIPES))
+    match = recipe_for_error(err.text, err.traceback)
     first_line = err.message.splitlines()[0] if err.message else ""
     if match:
         return failed(TITLE, f"backward raised {err.type}: {first_line[:240]}",
@@ -248,7 +149,7 @@ def _locate_inplace(ctx) -> dict | None:
 
 
 def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
-    grads = ctx.base.grads
+    grads = ctx.fact("base").grads
     count = f"{len(trainable)} trainable tensors ({fmt_int(n_trainable)} parameters)"
 
     nonfinite = [n for n, g in grads.items() if g is not None and not torch.isfinite(g).all()]
@@ -293,9 +194,8 @@ def _rounded(ratios: dict[str, float]) -> dict[str, float]:
 
 def _nonfinite(ctx, names, trainable) -> Finding:
     first = names[0]
-    loss = ctx.base.loss
-    trace = trace_modules(ctx)
-    origin = next((m for m in trace.order if trace.output_nonfinite.get(m)), None)
+    loss = ctx.fact("base").loss
+    origin = ctx.fact("module_trace").first_nonfinite()
     where = f"; the first non-finite activation is the output of `{origin}`" if origin else ""
     if loss is None:
         loss_note = ""
@@ -314,29 +214,27 @@ def _nonfinite(ctx, names, trainable) -> Finding:
 def _missing(ctx, missing, trainable, n_trainable) -> list[Finding]:
     model = ctx.spec.model
     owners = param_owners(model)
-    trace = trace_modules(ctx)
+    trace = ctx.fact("module_trace")
     missing_set = set(missing)
     detached, unused = set(), set()
     no_grad_modules = set()
     for name in missing:
         owner = owners.get(name, "")
         key = owner or "<root>"
-        ran = key in trace.output_requires_grad
+        ran = trace.ran(key)
         siblings = [f"{owner}.{p}" if owner else p
                     for p, q in model.get_submodule(owner).named_parameters(recurse=False)
                     if q.requires_grad]
         all_missing = all(s in missing_set for s in siblings)
         if ran and owner and all_missing and not trace.error:
             detached.add(owner)
-            if not trace.output_requires_grad[key]:
+            if not trace.requires_grad(key):
                 no_grad_modules.add(owner)
         else:
             unused.add(name if not owner or (ran and not all_missing) else owner)
 
     def all_trainable_missing(prefix: str) -> bool:
-        sub = model.get_submodule(prefix)
-        ps = [f"{prefix}.{n}" for n, p in sub.named_parameters() if p.requires_grad]
-        return bool(ps) and all(p in missing_set for p in ps)
+        return all_trainable_in(model, prefix, missing_set)
 
     def size(prefix: str) -> int:
         if prefix in trainable:
@@ -388,7 +286,7 @@ def _still_zero_after_steps(ctx, zero: list[str]) -> list[str]:
     with rng_guard(ctx.seed):
         model = ctx.copy_model(train=True)
         params = dict(model.named_parameters())
-        for n, g in ctx.base.grads.items():
+        for n, g in ctx.fact("base").grads.items():
             if g is not None:
                 params[n].grad = g.clone()
         opt = torch.optim.Adam([p for p in params.values() if p.requires_grad], lr=1e-3)
@@ -419,8 +317,7 @@ def _still_zero_after_steps(ctx, zero: list[str]) -> list[str]:
 
 def _dead(ctx, dead, trainable, n_trainable) -> Finding:
     n = sum(trainable[d].numel() for d in dead)
-    trace = trace_modules(ctx)
-    zero_out = [m for m in trace.order if trace.output_all_zero.get(m) and m != "<root>"]
+    zero_out = ctx.fact("module_trace").all_zero()
     where = (f"; `{zero_out[0]}` outputs all zeros for the whole batch (dead ReLUs?)"
              if zero_out else "")
     share = n / max(n_trainable, 1)

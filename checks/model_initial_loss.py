@@ -14,12 +14,11 @@ import math
 
 import torch
 
-from cvdoctor.finding import skipped
+from cvdoctor.finding import Problem, report_problems, skipped
+from cvdoctor.model.facts import (class_index_targets, input_stats, main_output, pixel_scale,
+                                  targets_tensor, valid_labels)
+from cvdoctor.model.tensors import first_tensor
 from cvdoctor.registry import register
-
-from ._model_basics import (Problem, class_index_targets, first_conv, fold, input_stats,
-                            loss_info, main_output, pixel_scale, targets_tensor, valid_labels)
-from cvdoctor.model.context import first_tensor
 
 TITLE = "Loss at initialization"
 RECIPES = ["initial-loss-too-high", "initial-loss-too-low", "head-size-mismatch",
@@ -35,10 +34,11 @@ def bands(expected: float, prior_entropy: float | None) -> dict[str, float]:
             "warn_below": 0.5 * low_ref}
 
 
-@register("model.initial_loss", order=50, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.initial_loss", order=50, title=TITLE, recipes=RECIPES,
+          needs=["base", "loss_info", "first_conv"])
 def check(ctx):
-    info = loss_info(ctx)
-    base = ctx.base
+    info = ctx.fact("loss_info")
+    base = ctx.fact("base")
     if info.kind == "training_step":
         return skipped(TITLE, "training_step computes its own loss: no known value at init")
     if info.kind in ("regression", "custom"):
@@ -49,12 +49,12 @@ def check(ctx):
                        "(see model.forward)")
     loss = base.loss
     if not math.isfinite(loss):
-        return fold(TITLE, [Problem(
+        return report_problems(TITLE, [Problem(
             "fail", "nan-loss", f"the loss at initialization is {loss} on a batch of "
             f"{_batch_size(ctx)}",
             "Find the first non-finite value (inputs, outputs, log of 0 in the loss) before "
             "training: torch.autograd.set_detect_anomaly(True).", {"loss": str(loss)})], "")
-    out, y = main_output(ctx), targets_tensor(ctx)
+    out, y = main_output(base), targets_tensor(ctx.spec)
     expectation = _expectation(ctx, info, out, y)
     if isinstance(expectation, str):
         return skipped(TITLE, expectation)
@@ -80,7 +80,7 @@ def check(ctx):
             "from weights trained on this task; otherwise labels leak into the inputs)",
             "Check that targets cannot be read from the inputs and that the head is freshly "
             "initialized when you mean to train it.", {}))
-    return fold(TITLE, problems,
+    return report_problems(TITLE, problems,
                 f"loss {loss:.4g} vs {label} = {expected * scale:.3g} ({per / expected:.2f}x)",
                 **ev)
 
@@ -147,7 +147,7 @@ def _head_mismatch(ctx, info, out, per: float) -> Problem | None:
 
 def _too_high(ctx, per, expected, label, b, out, scale) -> Problem:
     status = "fail" if per > b["fail_above"] else "warn"
-    probe = first_conv(ctx)
+    probe = ctx.fact("first_conv")
     x = first_tensor(ctx.spec.inputs)
     stats = probe.stats if probe is not None and probe.stats else (
         input_stats(x) if x is not None and x.is_floating_point() else {})

@@ -11,10 +11,9 @@ import torch
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
+from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
 from cvdoctor.registry import register
-
-from cvdoctor.checks.model_gradients import (collapse_modules, fmt_int, name_list, param_owners,
-                                             plural)
+from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
 TITLE = "Optimizer covers and moves the parameters"
 RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-updating"]
@@ -72,12 +71,8 @@ def _coverage(ctx, trainable) -> list[Finding]:
         owners = param_owners(model)
         missing_set = set(missing)
 
-        def covered(prefix: str) -> bool:
-            ps = [f"{prefix}.{n}" for n, p in model.get_submodule(prefix).named_parameters()
-                  if p.requires_grad]
-            return bool(ps) and all(p in missing_set for p in ps)
-
-        modules = collapse_modules({owners[n] for n in missing if owners.get(n)}, covered)
+        modules = collapse_modules({owners[n] for n in missing if owners.get(n)},
+                                   lambda prefix: all_trainable_in(model, prefix, missing_set))
         root_params = [n for n in missing if not owners.get(n)]
         names = modules + root_params
         n_missing = sum(trainable[n].numel() for n in missing)
@@ -110,7 +105,7 @@ def _step_moves(ctx, trainable, skip: set[str]) -> Finding | str:
     The copy starts from the shared base pass (its weights and gradients), so the step costs no
     extra forward/backward unless the optimizer needs a closure.
     """
-    base = ctx.base
+    base = ctx.fact("base")
     if not base.ok or base.model is None:
         return skipped(TITLE, "no step to judge: the shared forward/backward failed "
                        "(see model.forward, model.gradients)")

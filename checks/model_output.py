@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from cvdoctor.finding import Problem, report_problems, skipped
+from cvdoctor.model.facts import (CLIPPED_ZERO_FRACTION, class_index_targets, main_output,
+                                  relu_clipped_fraction, rows_are_probabilities,
+                                  targets_tensor, valid_labels)
 from cvdoctor.registry import register
-
-from ._model_basics import (CLIPPED_ZERO_FRACTION, Problem, class_index_targets, fold,
-                            loss_info, main_output, relu_clipped_fraction,
-                            rows_are_probabilities, targets_tensor, valid_labels)
 
 TITLE = "Model outputs"
 RECIPES = ["nonfinite-outputs", "head-size-mismatch", "segmentation-output-size", "softmax-twice",
@@ -22,23 +22,22 @@ MIN_VALUES_FOR_SHAPE_OF_VALUES = 8  # below this, "all outputs in (0, 1)" can be
 WIDE_HEAD = 100  # a head this wide with labels that use a tenth of it looks like ImageNet's
 
 
-@register("model.output", order=40, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.output", order=40, title=TITLE, recipes=RECIPES, needs=["base", "loss_info"])
 def check(ctx):
-    from cvdoctor.finding import skipped
-
-    info = loss_info(ctx)
+    info = ctx.fact("loss_info")
+    base = ctx.fact("base")
     if info.kind == "training_step":
         return skipped(TITLE, "training_step computes the loss itself: the outputs it feeds the "
                        "loss are not visible to cvdoctor")
-    if ctx.base.forward_error is not None:
+    if base.forward_error is not None:
         return skipped(TITLE, "the forward pass raised (see model.forward): no outputs to check")
-    out = main_output(ctx)
+    out = main_output(base)
     if out is None:
-        return skipped(TITLE, f"the model returned {type(ctx.base.outputs).__name__}, "
+        return skipped(TITLE, f"the model returned {type(base.outputs).__name__}, "
                        "not tensors")
     if not out.is_floating_point():
         return skipped(TITLE, f"the outputs are {out.dtype}, not floating point")
-    y = targets_tensor(ctx)
+    y = targets_tensor(ctx.spec)
     problems: list[Problem] = []
     bad = int((~torch.isfinite(out)).sum())
     if bad:
@@ -49,7 +48,7 @@ def check(ctx):
             "init) with torch.autograd.set_detect_anomaly or forward hooks.",
             {"nonfinite_outputs": bad}))
     else:
-        problems += broadcast_problems(ctx.base.warnings, out, y, info.kind)
+        problems += broadcast_problems(base.warnings, out, y, info.kind)
         if info.kind in ("ce", "nll"):
             problems += _classification_problems(ctx, out, y, info)
         elif info.kind == "bce_logits":
@@ -58,7 +57,7 @@ def check(ctx):
     k = out.shape[1] if out.dim() >= 2 else 1
     msg = f"outputs {tuple(out.shape)}, finite, range [{float(out.min()):.3g}, " \
           f"{float(out.max()):.3g}]" if not bad else ""
-    return fold(TITLE, problems, msg, output_shape=list(out.shape), output_width=k,
+    return report_problems(TITLE, problems, msg, output_shape=list(out.shape), output_width=k,
                 loss=info.name)
 
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 from torch import nn
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
+from cvdoctor.model.perturb import (batch_rows, first_random_module, measure_dependence, moved,
+                                    row_change, traced_forward)
+from cvdoctor.model.tensors import batch_size
 from cvdoctor.registry import register
-
-from cvdoctor.checks.model_batch_independence import (REL_TOL, batch_rows, batch_size,
-                                                      measure_dependence, row_change,
-                                                      traced_forward)
-
-from ._model_basics import quoted_names
+from cvdoctor.text import quoted_names
 
 TITLE = "Train/eval mode behaviour"
 RECIPES = ["model-in-eval-mode", "eval-nondeterministic", "eval-batch-dependent"]
@@ -50,18 +48,18 @@ def check(ctx) -> Finding | list[Finding]:
     model = ctx.copy_model(train=False)
     seed = ctx.seed
     try:
-        first = traced_forward(model, inputs, seed)
-        second = traced_forward(model, inputs, seed + 1)
+        out1, first = traced_forward(model, inputs, seed)
+        out2, _ = traced_forward(model, inputs, seed + 1)
     except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
         return findings or skipped(TITLE, f"the eval-mode forward raised {type(exc).__name__} "
                                    f"(see model.forward)", error=f"{type(exc).__name__}: {exc}")
-    out1, out2 = batch_rows(first.outputs, n), batch_rows(second.outputs, n)
+    out1, out2 = batch_rows(out1, n), batch_rows(out2, n)
     if not out1:
         return findings or skipped(TITLE, f"no floating-point output with the batch ({n}) on "
                                    f"its first axis to compare")
 
     change, scale = row_change(out1, out2, list(range(n)))
-    if change > max(REL_TOL * scale, 1e-12) or first.dropout:
+    if moved(change, scale) or first.dropout:
         findings.append(_nondeterministic(model, inputs, n, seed, first, change, scale))
 
     if first.batch_stats:
@@ -84,7 +82,7 @@ def _nondeterministic(model, inputs, n, seed, first, change, scale) -> Finding:
         where = ", ".join(f"`{m}` (p={p:g})" for m, p in first.dropout[:3])
         cause = f"dropout runs with training=True in eval mode in {where}"
     else:
-        culprit = _first_random_module(model, inputs, n, seed)
+        culprit = first_random_module(model, inputs, seed)
         cause = (f"`{culprit}` gives a different output for the same input"
                  if culprit else "random ops run in the forward code")
     return failed(
@@ -93,22 +91,6 @@ def _nondeterministic(model, inputs, n, seed, first, change, scale) -> Finding:
         "Pass `training=self.training` to F.dropout (its default is True) or use nn.Dropout; "
         "gate custom noise on `if self.training:`.", "eval-nondeterministic",
         change=change, dropout_modules=[m for m, _ in first.dropout])
-
-
-def _first_random_module(model, inputs, n, seed) -> str | None:
-    a = traced_forward(model, inputs, seed, record_io=True)
-    b = traced_forward(model, inputs, seed + 1, record_io=True)
-    for name in a.order:
-        if name == "<root>" or name not in b.io:
-            continue
-        (xa, ya), (xb, yb) = a.io[name], b.io[name]
-        if ya is None or yb is None or ya.shape != yb.shape or not ya.is_floating_point():
-            continue
-        same_in = xa is not None and xb is not None and xa.shape == xb.shape and \
-            bool((xa == xb).all())
-        if same_in and not bool((ya == yb).all()):
-            return name
-    return None
 
 
 def _batch_dependent(ctx, model, inputs, n, seed, first) -> Finding:
@@ -142,11 +124,11 @@ def _train_vs_eval(ctx, inputs, n, seed, eval_rows) -> str:
     if not dropouts and not norms:
         return ""
     try:
-        train_rows = batch_rows(traced_forward(ctx.copy_model(train=True), inputs, seed).outputs, n)
+        train_rows = batch_rows(traced_forward(ctx.copy_model(train=True), inputs, seed)[0], n)
     except Exception:  # noqa: BLE001 - a train-mode-only failure is model.forward's business
         return ""
     change, scale = row_change(eval_rows, train_rows, list(range(n)))
-    if change > max(REL_TOL * scale, 1e-12):
+    if moved(change, scale):
         return f"train and eval outputs differ by up to {change:.3g}, as they should"
     return (f"note: train and eval outputs are identical although the model has "
             f"{len(dropouts)} Dropout and {len(norms)} BatchNorm modules: check that forward "

@@ -200,14 +200,14 @@ def error_recipe_ids() -> list[str]:
         return []
 
 
-def recipe_for_error(*texts: str, allowed) -> Match | None:
-    """The best-ranked recipe in `allowed` for the first of `texts` that matches any recipe
-    (the message first, then e.g. the whole traceback)."""
+def recipe_for_error(*texts: str, allowed=None) -> Match | None:
+    """The best-ranked recipe (in `allowed`, when given) for the first of `texts` that matches
+    any recipe (the message first, then e.g. the whole traceback)."""
     for text in texts:
         try:
             matches = match_text(text)
         except Exception:  # noqa: BLE001 - a broken recipe file must not hide the user's error
             return None
         if matches:
-            return next((m for m in matches if m.recipe in allowed), None)
+            return next((m for m in matches if allowed is None or m.recipe in allowed), None)
     return None

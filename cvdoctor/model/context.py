@@ -1,24 +1,29 @@
-"""What model checks read: the user's model and batch (never touched) and facts computed on copies.
+"""What model checks read: the user's model and batch (never touched) and the tools to work on
+copies of them. Computed facts (the shared forward/backward pass, the loss, what reaches the first
+convolution, a module trace) live in `cvdoctor.model.facts` and are read with ``ctx.fact(...)``.
 
 Guarantees every model check relies on and must keep:
 - the user's model, optimizer, batch and global RNG state are untouched: all work happens on
-  deep copies (`ctx.copy_model()`), inside `rng_guard()`;
-- one forward/backward pass (`ctx.base`) is shared by every check that can use it.
+  deep copies (`ctx.copy_model()`, `ctx.batch()`), inside `rng_guard()`;
+- one forward/backward pass (the "base" fact) is shared by every check that can use it.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 import random
 import time
 import traceback
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+
+from cvdoctor.errors import TargetError
+from cvdoctor.factgraph import Context
+from cvdoctor.model.tensors import map_tensors
 
 
 @dataclass
@@ -37,6 +42,9 @@ class ModelSpec:
     name: str = "model"
     batch_source: str = "given"  # given | get_batch | batch | loader | synthesized
     loss_source: str = "given"  # given | default | training_step
+    # What the model file (or the command line) says about how it is trained, by name
+    # (cvdoctor.model.loader.FILE_HINTS): read by the checks that need them.
+    hints: dict[str, Any] = field(default_factory=dict)
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
@@ -45,27 +53,6 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, (tuple, list)):
         return model(*inputs)
     return model(inputs)
-
-
-def to_device(obj: Any, device: torch.device | str) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(v, device) for v in obj)
-    return obj
-
-
-def first_tensor(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
-    for v in values:
-        t = first_tensor(v)
-        if t is not None:
-            return t
-    return None
 
 
 @contextmanager
@@ -113,71 +100,31 @@ class ErrorInfo:
         return f"{self.type}: {self.message}"
 
 
-class _ModuleTracker:
-    """Forward pre/post hooks that remember the innermost module running (to name the culprit)."""
-
-    def __init__(self, model: nn.Module):
-        self.stack: list[str] = []
-        self.failed_in: str | None = None
-        self.handles = []
-        for name, module in model.named_modules():
-            self.handles.append(module.register_forward_pre_hook(self._pre(name or "<root>")))
-            self.handles.append(module.register_forward_hook(self._post()))
-
-    def _pre(self, name: str):
-        def hook(_module, _inputs):
-            self.stack.append(name)
-        return hook
-
-    def _post(self):
-        def hook(_module, _inputs, _output):
-            if self.stack:
-                self.stack.pop()
-        return hook
-
-    def innermost(self) -> str | None:
-        return self.stack[-1] if self.stack else None
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 def error_info(exc: BaseException, module: str | None = None) -> ErrorInfo:
     return ErrorInfo(type(exc).__name__, str(exc).strip(), module,
                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
                                                         limit=-6)))
 
 
-@dataclass
-class BasePass:
-    """One forward + loss + backward on a copy in train mode (the user's mode is not assumed)."""
+class ModelContext(Context):
+    fact_packages = ("cvdoctor.model.facts", "cvdoctor.facts")
+    parallel = False  # forward passes on the user's model: on demand, in this thread
 
-    model: nn.Module | None = None  # the copy, after backward (grads populated)
-    outputs: Any = None  # detached
-    loss: float | None = None
-    forward_error: ErrorInfo | None = None
-    loss_error: ErrorInfo | None = None
-    backward_error: ErrorInfo | None = None
-    warnings: list[str] = field(default_factory=list)  # PyTorch warnings during forward + loss
-    grads: dict[str, torch.Tensor | None] = field(default_factory=dict)  # trainable params only
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.forward_error or self.loss_error or self.backward_error)
-
-
-class ModelContext:
     def __init__(self, spec: ModelSpec, *, device: str | torch.device | None = None,
                  budget_s: float | None = None, progress: Callable[[str], None] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, recorded: dict[str, Any] | None = None, label: str | None = None):
+        super().__init__(options=None, recorded=recorded)
         self.spec = spec
         self.device = torch.device(device) if device is not None else _model_device(spec.model)
         self.budget_s = budget_s
         self.started = time.perf_counter()
         self.progress = progress or (lambda _msg: None)
         self.seed = seed
+        self.label = label or spec.name
+
+    def option(self, name: str, default: Any = None) -> Any:
+        value = self.spec.hints.get(name)
+        return default if value is None else value
 
     # --- time -------------------------------------------------------------------------------
     def time_left(self) -> float | None:
@@ -196,10 +143,7 @@ class ModelContext:
         """Inputs and targets on ctx.device (copies: `.to()` of an already-there tensor is the
         same tensor, so clone to keep in-place ops of the user's model off the user's batch)."""
         def clone(obj):
-            t = to_device(obj, self.device)
-            if isinstance(t, torch.Tensor):
-                return t.clone()
-            return t
+            return map_tensors(obj, lambda t: t.to(self.device).clone())
         return clone(self.spec.inputs), clone(self.spec.targets)
 
     def loss_fn(self) -> Callable:
@@ -242,78 +186,6 @@ class ModelContext:
         kwargs.update(overrides)
         return torch.optim.Adam(model_copy.parameters(), **kwargs)
 
-    # --- the shared pass --------------------------------------------------------------------
-    @cached_property
-    def base(self) -> BasePass:
-        result = BasePass()
-        start = time.perf_counter()
-        with rng_guard(self.seed):
-            try:
-                model = copy.deepcopy(self.spec.model)
-            except Exception as exc:  # noqa: BLE001 - an un-copyable model is the user's problem
-                result.forward_error = error_info(exc, DEEPCOPY_FAILED)
-                return result
-            try:
-                model = model.to(self.device).train(True)
-                inputs, targets = self.batch()
-            except Exception as exc:  # noqa: BLE001 - e.g. meta tensors, a batch on another device
-                result.forward_error = error_info(exc, TO_DEVICE_FAILED)
-                return result
-            result.model = model
-            tracker = _ModuleTracker(model)
-            outputs = None
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    if self.spec.training_step is not None:
-                        loss = self.spec.training_step(model, (inputs, targets))
-                    else:
-                        try:
-                            outputs = call_model(model, inputs)
-                        except Exception as exc:  # noqa: BLE001
-                            result.forward_error = error_info(exc, tracker.innermost())
-                            return result
-                        result.outputs = _detach(outputs)
-                        tracker.remove()
-                        loss = self.loss_fn()(outputs, targets)
-                except Exception as exc:  # noqa: BLE001
-                    err = error_info(exc, tracker.innermost())
-                    if outputs is None and self.spec.training_step is not None:
-                        result.forward_error = err
-                    else:
-                        result.loss_error = err
-                    return result
-                finally:
-                    tracker.remove()
-                    result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
-            try:
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise TypeError(f"the loss must be a scalar tensor, got "
-                                    f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}")
-                result.loss = float(loss.detach())
-                loss.backward()
-            except Exception as exc:  # noqa: BLE001
-                result.backward_error = error_info(exc)
-                return result
-            finally:
-                result.seconds = time.perf_counter() - start
-            result.grads = {n: (p.grad.detach().clone() if p.grad is not None else None)
-                            for n, p in model.named_parameters() if p.requires_grad}
-        return result
-
-    def prepare(self, needs: list[str]) -> None:
-        """Nothing to start in parallel: the base pass is computed on first use."""
-
-
-def _detach(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, dict):
-        return {k: _detach(v) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_detach(v) for v in obj)
-    return obj
-
 
 def _model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
@@ -325,10 +197,68 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _ctor_kwargs(cls: type, defaults: dict) -> dict:
     """Only the keyword arguments the optimizer's constructor accepts (defaults may hold more)."""
-    import inspect
-
     try:
         accepted = set(inspect.signature(cls.__init__).parameters)
     except (TypeError, ValueError):
         return defaults
     return {k: v for k, v in defaults.items() if k in accepted}
+
+
+# --- building the context (cvdoctor/commands/model.py names these) -----------------------------
+
+def _check_device(device: str | None) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TargetError("--device cuda: torch sees no CUDA device here (see `cvdoctor env`)")
+
+
+def context_for_target(target: str, values: dict[str, Any], *,
+                       recorded: dict[str, Any] | None = None,
+                       progress: Callable[[str], None] | None = None) -> ModelContext:
+    """`cvdoctor model TARGET`: load the file / module / zoo spec into a ModelSpec."""
+    from cvdoctor.model.loader import LoadOptions, load_target
+
+    _check_device(values.get("device"))
+    options = LoadOptions(input_shape=values.get("input_shape"),
+                          num_classes=values.get("num_classes"),
+                          batch_size=values.get("batch_size"),
+                          model_name=values.get("model_name"),
+                          hints=_cli_hints(values))
+    spec = load_target(target, options)
+    return ModelContext(spec, device=values.get("device"), budget_s=values.get("budget"),
+                        progress=progress, recorded=recorded, label=target)
+
+
+def _cli_hints(values: dict[str, Any]) -> dict[str, Any]:
+    """Command-line options that override what the model file says (FILE_HINTS)."""
+    from cvdoctor.model.loader import FILE_HINTS
+
+    return {k: v for k, v in values.items() if k in FILE_HINTS and v not in (None, (), [])}
+
+
+def context_for_objects(values: dict[str, Any], *, recorded: dict[str, Any] | None = None,
+                        progress: Callable[[str], None] | None = None) -> ModelContext:
+    """`cvdoctor.check_model(model, batch, ...)`: the objects themselves."""
+    from cvdoctor.model.loader import FILE_HINTS
+    from cvdoctor.model.synth import synthesize_batch
+
+    model, batch = values["model"], values.get("batch")
+    input_shape, num_classes = values.get("input_shape"), values.get("num_classes")
+    source = "given"
+    if batch is None:
+        if input_shape is None:
+            raise ValueError("check_model needs a batch (inputs, targets) or "
+                             "input_shape=(C, H, W)")
+        batch = synthesize_batch(input_shape, num_classes or 10)
+        source = "synthesized"
+    inputs, targets = batch
+    training_step, loss_fn = values.get("training_step"), values.get("loss_fn")
+    spec = ModelSpec(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn,
+                     training_step=training_step, optimizer=values.get("optimizer"),
+                     optimizer_factory=values.get("optimizer_factory"), num_classes=num_classes,
+                     input_shape=tuple(input_shape) if input_shape else None,
+                     name=values.get("name") or type(model).__name__, batch_source=source,
+                     loss_source="training_step" if training_step else
+                     ("given" if loss_fn is not None else "default"),
+                     hints={k: v for k, v in values.items() if k in FILE_HINTS and v is not None})
+    return ModelContext(spec, device=values.get("device"), budget_s=values.get("budget"),
+                        progress=progress, recorded=recorded)

@@ -16,7 +16,7 @@ import sys
 import traceback
 import types
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,12 +31,19 @@ TRAINING_STEP = "training_step"
 OPTIMIZER_FACTORIES = ("build_optimizer", "make_optimizer")
 OPTIMIZER_ATTR = "optimizer"
 ZOOS = ("torchvision", "timm")
+
+from cvdoctor.errors import TargetError  # noqa: E402  (re-exported: loaders raise it)
 DEFAULT_BATCH_SIZE = 8
 TORCHVISION_DEFAULT_SIZE = 224
 
 
-class TargetError(Exception):
-    """The target cannot be loaded; the message is for the user, as is."""
+# Module-level names in a model file that say how the model is trained, and the type each must
+# have (a value of another type is ignored). They reach the checks as `ModelSpec.hints`; a
+# command-line option of the same name overrides the file.
+FILE_HINTS: dict[str, type | tuple[type, ...]] = {
+    "num_classes": int,
+    "input_shape": (tuple, list),
+}
 
 
 @dataclass
@@ -45,16 +52,21 @@ class LoadOptions:
     num_classes: int | None = None
     batch_size: int | None = None
     model_name: str | None = None  # --model NAME: another attribute or factory
+    hints: dict[str, Any] = field(default_factory=dict)  # command-line values of FILE_HINTS
 
 
-def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
-    """'3,32,32' or '3x32x32' -> (3, 32, 32)."""
+def parse_input_shape(text: str | tuple | list | None) -> tuple[int, int, int] | None:
+    """'3,32,32' or '3x32x32' (or (3, 32, 32)) -> (3, 32, 32)."""
     if text is None:
         return None
-    parts = [p for p in text.replace("x", ",").replace("X", ",").replace(" ", "").split(",") if p]
+    if isinstance(text, (tuple, list)):
+        parts = list(text)
+    else:
+        parts = [p for p in str(text).replace("x", ",").replace("X", ",").replace(" ", "")
+                 .split(",") if p]
     try:
         shape = tuple(int(p) for p in parts)
-    except ValueError:
+    except (TypeError, ValueError):
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
         raise TargetError(f"--input-shape must be C,H,W with positive integers, got {text!r}")
@@ -80,7 +92,7 @@ def load_target(target: str, options: LoadOptions | None = None):
     namespace = _import_module(module_name, target)
     if attr:
         options = LoadOptions(options.input_shape, options.num_classes, options.batch_size,
-                              options.model_name or attr)
+                              options.model_name or attr, options.hints)
     return _spec_from_namespace(namespace, options, target)
 
 
@@ -303,7 +315,7 @@ def _spec_from_namespace(ns: dict[str, Any], options: LoadOptions, target: str):
 
     num_classes = options.num_classes if options.num_classes is not None else _hint(
         ns, "num_classes", int)
-    input_shape = options.input_shape or _hint(ns, "input_shape", tuple)
+    input_shape = options.input_shape or _hint(ns, "input_shape", (tuple, list))
     if input_shape is not None:
         try:
             input_shape = tuple(int(v) for v in input_shape)
@@ -332,20 +344,29 @@ def _spec_from_namespace(ns: dict[str, Any], options: LoadOptions, target: str):
     training_step = ns.get(TRAINING_STEP) if callable(ns.get(TRAINING_STEP)) else None
     loss_fn = next((ns[n] for n in LOSS_ATTRS if callable(ns.get(n))), None)
     loss_source = "training_step" if training_step else ("given" if loss_fn else "default")
+    hints = {name: value for name in FILE_HINTS
+             if (value := _hint(ns, name, FILE_HINTS[name])) is not None}
+    hints.update(options.hints)
+    hints.update({k: v for k, v in (("num_classes", num_classes), ("input_shape", input_shape))
+                  if v is not None})
     return ModelSpec(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn,
                      training_step=training_step, optimizer=optimizer,
                      optimizer_factory=optimizer_factory, num_classes=num_classes,
                      input_shape=input_shape, name=f"{target} ({model_source})",
-                     batch_source=batch_source, loss_source=loss_source)
+                     batch_source=batch_source, loss_source=loss_source, hints=hints)
 
 
-def _hint(ns: dict[str, Any], name: str, kind: type):
+def _hint(ns: dict[str, Any], name: str, kind: type | tuple[type, ...]):
+    """The file's value for a FILE_HINTS name when it has the declared type, else None."""
     value = ns.get(name)
-    if value is None or callable(value):
+    if value is None or callable(value) or isinstance(value, types.ModuleType):
         return None
-    if kind is int:
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-    return tuple(value) if isinstance(value, (tuple, list)) else None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return None
+    if not isinstance(value, kinds):
+        return None
+    return tuple(value) if isinstance(value, list) and tuple in kinds else value
 
 
 def _model_bound_to(optimizer, model, ns: dict[str, Any]):

@@ -1,0 +1,332 @@
+"""Facts about the user's model, computed once per context on copies and shared by the checks.
+
+- ``base``: one forward + loss + backward on a copy in train mode (`BasePass`);
+- ``loss_info``: what kind of loss it is (`LossInfo`);
+- ``first_conv``: what reaches the first convolution the forward runs (`ConvProbe`);
+- ``module_trace``: a train-mode forward with every module's output recorded (`ModuleTrace`).
+
+Also the small readings several checks make of them (the main output, class-index targets, input
+statistics, probability-shaped outputs). Every value here is read-only for the checks.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvdoctor.factgraph import fact
+from cvdoctor.model.context import (DEEPCOPY_FAILED, TO_DEVICE_FAILED, ErrorInfo, call_model,
+                                    error_info, rng_guard)
+from cvdoctor.model.tensors import detach, first_tensor
+from cvdoctor.model.trace import OutputStats, Tracer
+
+
+# --- the shared pass ------------------------------------------------------------------------
+
+@dataclass
+class BasePass:
+    """One forward + loss + backward on a copy in train mode (the user's mode is not assumed)."""
+
+    model: nn.Module | None = None  # the copy, after backward (grads populated)
+    outputs: Any = None  # detached
+    loss: float | None = None
+    forward_error: ErrorInfo | None = None
+    loss_error: ErrorInfo | None = None
+    backward_error: ErrorInfo | None = None
+    warnings: list[str] = field(default_factory=list)  # PyTorch warnings during forward + loss
+    grads: dict[str, torch.Tensor | None] = field(default_factory=dict)  # trainable params only
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.forward_error or self.loss_error or self.backward_error)
+
+
+@fact("base")
+def base_pass(ctx) -> BasePass:
+    result = BasePass()
+    start = time.perf_counter()
+    with rng_guard(ctx.seed):
+        try:
+            model = copy.deepcopy(ctx.spec.model)
+        except Exception as exc:  # noqa: BLE001 - an un-copyable model is the user's problem
+            result.forward_error = error_info(exc, DEEPCOPY_FAILED)
+            return result
+        try:
+            model = model.to(ctx.device).train(True)
+            inputs, targets = ctx.batch()
+        except Exception as exc:  # noqa: BLE001 - e.g. meta tensors, a batch on another device
+            result.forward_error = error_info(exc, TO_DEVICE_FAILED)
+            return result
+        result.model = model
+        tracer = Tracer(model).__enter__()
+        outputs = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if ctx.spec.training_step is not None:
+                    loss = ctx.spec.training_step(model, (inputs, targets))
+                else:
+                    try:
+                        outputs = call_model(model, inputs)
+                    except Exception as exc:  # noqa: BLE001
+                        result.forward_error = error_info(exc, tracer.innermost())
+                        return result
+                    result.outputs = detach(outputs)
+                    tracer.close()
+                    loss = ctx.loss_fn()(outputs, targets)
+            except Exception as exc:  # noqa: BLE001
+                err = error_info(exc, tracer.innermost())
+                if outputs is None and ctx.spec.training_step is not None:
+                    result.forward_error = err
+                else:
+                    result.loss_error = err
+                return result
+            finally:
+                tracer.close()
+                result.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
+        try:
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise TypeError(f"the loss must be a scalar tensor, got "
+                                f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}")
+            result.loss = float(loss.detach())
+            loss.backward()
+        except Exception as exc:  # noqa: BLE001
+            result.backward_error = error_info(exc)
+            return result
+        finally:
+            result.seconds = time.perf_counter() - start
+        result.grads = {n: (p.grad.detach().clone() if p.grad is not None else None)
+                        for n, p in model.named_parameters() if p.requires_grad}
+    return result
+
+
+# --- the loss ------------------------------------------------------------------------------
+
+@dataclass
+class LossInfo:
+    kind: str  # ce | nll | bce_logits | bce | regression | custom | training_step
+    name: str
+    label_smoothing: float = 0.0
+    ignore_index: int | None = None
+    reduction: str = "mean"
+
+
+_FUNCTIONAL = {
+    F.cross_entropy: "ce", F.nll_loss: "nll", F.binary_cross_entropy_with_logits: "bce_logits",
+    F.binary_cross_entropy: "bce", F.mse_loss: "regression", F.l1_loss: "regression",
+    F.smooth_l1_loss: "regression", F.huber_loss: "regression",
+}
+_MODULES = (
+    (nn.CrossEntropyLoss, "ce"), (nn.NLLLoss, "nll"), (nn.BCEWithLogitsLoss, "bce_logits"),
+    (nn.BCELoss, "bce"), (nn.MSELoss, "regression"), (nn.L1Loss, "regression"),
+    (nn.SmoothL1Loss, "regression"), (nn.HuberLoss, "regression"),
+)
+
+
+@fact("loss_info")
+def loss_info(ctx) -> LossInfo:
+    if ctx.spec.training_step is not None:
+        return LossInfo("training_step", "training_step")
+    fn = ctx.loss_fn()
+    keywords: dict[str, Any] = {}
+    if isinstance(fn, functools.partial):
+        keywords = dict(fn.keywords or {})
+        fn = fn.func
+    kind = next((k for cls, k in _MODULES if isinstance(fn, cls)), None)
+    if kind is not None:
+        return LossInfo(kind, type(fn).__name__,
+                        label_smoothing=float(getattr(fn, "label_smoothing", 0.0) or 0.0),
+                        ignore_index=getattr(fn, "ignore_index", None),
+                        reduction=getattr(fn, "reduction", "mean"))
+    kind = _FUNCTIONAL.get(fn)
+    if kind is not None:
+        default_ignore = -100 if kind in ("ce", "nll") else None
+        return LossInfo(kind, f"F.{fn.__name__}",
+                        label_smoothing=float(keywords.get("label_smoothing", 0.0)),
+                        ignore_index=keywords.get("ignore_index", default_ignore),
+                        reduction=keywords.get("reduction", "mean"))
+    return LossInfo("custom", getattr(fn, "__name__", type(fn).__name__))
+
+
+# --- what reaches the first convolution ------------------------------------------------------
+
+@dataclass
+class ConvProbe:
+    module: str
+    in_channels: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class _Reached(Exception):
+    pass
+
+
+@fact("first_conv")
+def first_conv(ctx) -> ConvProbe | None:
+    """The first convolution the forward pass runs, and what it receives.
+
+    Found by running a copy until that convolution and stopping there (cheap: one layer), so the
+    answer is what forward really does, not a guess from registration order, and a model that
+    normalizes or permutes its input inside forward is seen as it is.
+    """
+    try:
+        model = ctx.copy_model(train=False)
+    except Exception:  # noqa: BLE001 - model.forward reports an un-copyable model
+        return None
+    names = {id(m): n for n, m in model.named_modules()}
+    found: list[ConvProbe] = []
+
+    def hook(module, args):
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor):
+            found.append(ConvProbe(names.get(id(module), "?"), module.in_channels,
+                                   tuple(x.shape), x.dtype, input_stats(x)))
+        raise _Reached
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()
+               if isinstance(m, nn.modules.conv._ConvNd)]
+    if not handles:
+        return None
+    inputs, _ = ctx.batch()
+    try:
+        with rng_guard(ctx.seed), torch.no_grad():
+            call_model(model, inputs)
+    except _Reached:
+        pass
+    except Exception:  # noqa: BLE001 - a broken forward is model.forward's finding
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+# --- a traced train-mode forward -------------------------------------------------------------
+
+@dataclass
+class ModuleTrace:
+    """What a hooked forward saw per module, in the order they finished."""
+
+    order: list[str] = field(default_factory=list)
+    outputs: dict[str, OutputStats] = field(default_factory=dict)
+    error: str | None = None
+
+    def ran(self, module: str) -> bool:
+        return module in self.outputs
+
+    def requires_grad(self, module: str) -> bool:
+        return self.outputs[module].requires_grad
+
+    def first_nonfinite(self) -> str | None:
+        return next((m for m in self.order if self.outputs[m].nonfinite), None)
+
+    def all_zero(self) -> list[str]:
+        return [m for m in self.order if self.outputs[m].all_zero and m != "<root>"]
+
+
+@fact("module_trace")
+def module_trace(ctx) -> ModuleTrace:
+    """One train-mode forward + loss on a copy, every module's outputs recorded: which modules
+    ran, whether their outputs carry gradients, hold NaN/inf or are all zero."""
+    trace = ModuleTrace()
+    with rng_guard(ctx.seed):
+        model = ctx.copy_model(train=True)
+        tracer = Tracer(model, stats=True)
+        try:
+            x, y = ctx.batch()
+            with tracer, torch.enable_grad():
+                ctx.compute_loss(model, x, y)
+        except Exception as exc:  # noqa: BLE001 - the base pass ran; a flaky rerun only blurs names
+            trace.error = f"{type(exc).__name__}: {exc}"
+    trace.order, trace.outputs = tracer.order, tracer.outputs
+    return trace
+
+
+# --- readings of the facts -------------------------------------------------------------------
+
+def main_output(base: BasePass) -> torch.Tensor | None:
+    """The tensor the loss reads: the output itself, or the first tensor of a tuple/dict."""
+    return first_tensor(base.outputs) if base.outputs is not None else None
+
+
+def targets_tensor(spec) -> torch.Tensor | None:
+    t = spec.targets
+    return t if isinstance(t, torch.Tensor) else None
+
+
+def class_index_targets(out: torch.Tensor | None, targets: torch.Tensor | None) -> bool:
+    """Targets that hold one class index per sample (or pixel): the output without its class
+    dimension, e.g. (N,) for (N, C) logits and (N, H, W) for (N, C, H, W)."""
+    if targets is None:
+        return False
+    if out is None:
+        return targets.dim() in (1, 3)
+    return out.dim() >= 2 and tuple(targets.shape) == tuple(out.shape[:1]) + tuple(out.shape[2:])
+
+
+def valid_labels(targets: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    flat = targets.reshape(-1)
+    if ignore_index is not None and not targets.is_floating_point():
+        flat = flat[flat != ignore_index]
+    return flat
+
+
+def input_stats(x: torch.Tensor) -> dict[str, float]:
+    xf = x.detach().float()
+    finite = xf[torch.isfinite(xf)]
+    if not finite.numel():
+        return {}
+    return {"mean": float(finite.mean()), "std": float(finite.std()) if finite.numel() > 1
+            else 0.0, "min": float(finite.min()), "max": float(finite.max())}
+
+
+# 8-bit pixels: non-negative, a maximum of at least RAW_PIXEL_MIN_MAX (depth in meters or a
+# few-valued mask is not 8-bit pixels), a mean well above unit scale.
+RAW_PIXEL_MIN_MAX = 50
+RAW_PIXEL_MIN_MEAN = 2
+# Values this far from unit scale (std or |mean|) are not normalized.
+UNNORMALIZED_SCALE = 5
+
+
+def pixel_scale(stats: dict[str, float]) -> str | None:
+    """'raw' for 0-255 pixels, 'unnormalized' for values far from unit scale, else None."""
+    if not stats:
+        return None
+    if stats["min"] >= 0 and RAW_PIXEL_MIN_MAX <= stats["max"] <= 255.5 \
+            and stats["mean"] > RAW_PIXEL_MIN_MEAN:
+        return "raw"
+    if stats["std"] > UNNORMALIZED_SCALE or abs(stats["mean"]) > UNNORMALIZED_SCALE:
+        return "unnormalized"
+    return None
+
+
+def fmt_stats(stats: dict[str, float]) -> str:
+    return (f"mean {stats['mean']:.3g}, std {stats['std']:.3g}, range "
+            f"[{stats['min']:.3g}, {stats['max']:.3g}]") if stats else "no finite values"
+
+
+CLIPPED_ZERO_FRACTION = 0.2  # this share of exact zeros with no negative value: a final ReLU
+
+
+def rows_are_probabilities(out: torch.Tensor, dim: int = 1) -> bool:
+    """Non-negative and summing to 1 along `dim`: softmax already applied."""
+    sums = out.sum(dim=dim)
+    return bool((out >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
+
+
+def relu_clipped_fraction(out: torch.Tensor) -> float | None:
+    """Share of outputs that are exactly 0 when none is negative (logits cut by a final ReLU);
+    None when some output is negative, so nothing clips them."""
+    if float(out.min()) < 0:
+        return None
+    return float((out == 0).float().mean())
