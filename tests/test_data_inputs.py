@@ -173,3 +173,33 @@ def test_deep_pool_survives_a_hanging_and_a_crashing_file(tmp_path):
     out = dict(decode_all(paths, workers=2, timeout_s=20, decoder=crashing_decoder))
     assert out[paths[2]] == [("image.decoder_crashed", "the decoding worker process died on it")]
     assert all(out[p] == [] for p in paths if "crash" not in p)
+
+
+def test_split_through_a_symlink_loop_is_missing_not_a_crash(tmp_path):
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    (tmp_path / "data.yaml").write_text("train: a\nval: b\nnames: [x]\n")
+    result = inspect_dataset(str(tmp_path / "data.yaml"))
+    assert result["issues"]["yaml.split_missing"]["count"] == 2
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_garbage_never_raises_anything_but_dataset_error(tmp_path, seed):
+    """Random bytes in labels, images and yaml values: issues or one DatasetError, no traceback."""
+    import random
+    rng = random.Random(seed)
+    root = yolo_dataset(tmp_path, rng.choice(["detect", "segment", "pose", "obb"]))
+    for path in rng.sample(sorted(root.rglob("*.*")), 5):
+        if path.name != "data.yaml":
+            path.write_bytes(rng.randbytes(rng.randint(0, 300)))
+    odd = rng.choice(["names: 5", "train: [1, 2]", "path: 123", "nc: [1]", "kpt_shape: x",
+                      "val: {a: 1}", "names: {x: a}", "train: ''"])
+    (root / "data.yaml").write_text((root / "data.yaml").read_text() + odd + "\n")
+    task = rng.choice([None, "detect", "segment", "pose", "obb"])
+    try:
+        result = inspect_dataset(str(root / "data.yaml"), task=task)
+    except DatasetError as exc:
+        assert "\n" not in str(exc)
+    else:
+        import json
+        json.dumps(result)  # plain data all the way down

@@ -81,6 +81,8 @@ def datasets_dir(cwd: Path) -> tuple[Path, str]:
 def class_names(data: dict[str, Any], issues: Issues, where: str) -> list[str] | None:
     """names as a list indexed by class id (list or {id: name} form), checked against nc."""
     names, nc = data.get("names"), data.get("nc")
+    if names is not None and not isinstance(names, (list, dict)):
+        names = None  # reported as yaml.bad_type
     if nc is not None and not isinstance(nc, int):
         try:
             as_float = float(nc)
@@ -138,7 +140,7 @@ def resolve(yaml_path: str, data: dict[str, Any], issues: Issues,
     names = class_names(data, issues, where)
 
     cwd_path = Path(cwd or os.getcwd())
-    yaml_dir = Path(yaml_path).resolve().parent
+    yaml_dir = _resolve(Path(yaml_path)).parent
     raw_root = data.get("path") if isinstance(data.get("path"), str) else None
     ds_dir, ds_source = datasets_dir(cwd_path)
     if raw_root:
@@ -146,10 +148,10 @@ def resolve(yaml_path: str, data: dict[str, Any], issues: Issues,
         if candidate.is_absolute():
             root, via = candidate, "absolute"
         elif (cwd_path / candidate).exists():
-            root, via = (cwd_path / candidate).resolve(), "current directory"
+            root, via = _resolve(cwd_path / candidate), "current directory"
         else:
-            root, via = (ds_dir / candidate).resolve(), "datasets_dir"
-        yaml_relative = (yaml_dir / candidate).resolve() if not candidate.is_absolute() else None
+            root, via = _resolve(ds_dir / candidate), "datasets_dir"
+        yaml_relative = _resolve(yaml_dir / candidate) if not candidate.is_absolute() else None
     else:
         root, via, yaml_relative = yaml_dir, "yaml folder (no 'path:')", None
 
@@ -189,10 +191,19 @@ def resolve(yaml_path: str, data: dict[str, Any], issues: Issues,
     }
 
 
+def _resolve(path: Path) -> Path:
+    """Path.resolve(), except that a symlink loop gives the absolute path instead of raising
+    (ultralytics itself would crash on it; here the split is then reported missing)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
 def _split_path(root: Path, entry: str) -> Path:
-    target = (root / entry).resolve()
+    target = _resolve(root / entry)
     if not target.exists() and entry.startswith("../"):
-        target = (root / entry[3:]).resolve()
+        target = _resolve(root / entry[3:])
     return target
 
 
