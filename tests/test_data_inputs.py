@@ -203,3 +203,13 @@ def test_garbage_never_raises_anything_but_dataset_error(tmp_path, seed):
     else:
         import json
         json.dumps(result)  # plain data all the way down
+
+
+def test_places_names_the_first_few_and_counts_the_rest():
+    from cvdoctor.data.issues import Issues, places
+    issues = Issues()
+    for n in range(9):
+        issues.add("row.x", f"/d/labels/a{n}.txt", n + 1)
+    assert places(issues.to_dict()["row.x"], relative_to="/d") == \
+        "labels/a0.txt:1, labels/a1.txt:2, labels/a2.txt:3 and 6 more"
+    assert places({"count": 1, "examples": [{"file": "/d/x.jpg"}]}) == "/d/x.jpg"

@@ -76,3 +76,20 @@ def where(example: dict[str, Any]) -> str:
     """`file:line` (or just the file) of one example, for messages."""
     file = example.get("file", "?")
     return f"{file}:{example['line']}" if example.get("line") else str(file)
+
+
+def places(issue: dict[str, Any], shown: int = 3, relative_to: str | None = None) -> str:
+    """`a.txt:3, b.txt:7, c.txt:1 and 12 more` for an issue dict (as in a result's "issues")."""
+    import os
+    names = []
+    for example in issue.get("examples", [])[:shown]:
+        file = example.get("file", "?")
+        if relative_to:
+            try:
+                rel = os.path.relpath(file, relative_to)
+                file = rel if not rel.startswith("..") else file
+            except ValueError:
+                pass
+        names.append(f"{file}:{example['line']}" if example.get("line") else file)
+    more = issue.get("count", len(names)) - len(names)
+    return ", ".join(names) + (f" and {more:,} more" if more > 0 else "")
