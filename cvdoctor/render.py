@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the report imports this module, never the other way round a
 
 MARKS = {PASS: "✓", WARN: "!", FAIL: "✗", SKIP: "–", ERROR: "E"}
 ASCII_MARKS = {PASS: "ok", WARN: "!", FAIL: "X", SKIP: "-", ERROR: "E"}
+CONSEQUENCE_MARK, ASCII_CONSEQUENCE_MARK = "↳", "->"
 _COLORS = {PASS: "32", WARN: "33", FAIL: "31", SKIP: "2", ERROR: "35"}
 BUG_NOTE = "the check itself broke: a cvdoctor bug, not your setup; -v shows the traceback"
 
@@ -51,6 +52,12 @@ def finding_lines(f: Finding, *, label: str | None = None, sep: str = "  ",
     """
     label = f.check if label is None else label
     shown = (marks or {}).get(f.status) or mark(f.status)
+    if f.caused_by and one_line_width is None:
+        # A consequence reads under its cause: no second fix, no second recipe.
+        utf = shown == MARKS.get(f.status)
+        shown = CONSEQUENCE_MARK if utf else ASCII_CONSEQUENCE_MARK
+        return [f"{_paint(shown, f.status, color)} {label}{sep}follows from {f.caused_by}: "
+                f"{f.title}: {f.message}"]
     head = f"{_paint(shown, f.status, color)} {label}{sep}"
     if one_line_width is not None:
         more = f" [cvdoctor explain {f.recipe}]" if f.recipe and f.is_problem else ""
@@ -62,8 +69,6 @@ def finding_lines(f: Finding, *, label: str | None = None, sep: str = "  ",
         lines.append(f"{indent}fix: {f.fix}")
     if f.recipe and f.status in (WARN, FAIL):
         lines.append(f"{indent}more: cvdoctor explain {f.recipe}")
-    if f.caused_by:
-        lines.append(f"{indent}follows from {f.caused_by}")
     if f.status == ERROR:
         lines.append(f"{indent}{BUG_NOTE}")
         if verbose and f.evidence.get("traceback"):
@@ -79,8 +84,12 @@ def finding_lines(f: Finding, *, label: str | None = None, sep: str = "  ",
 
 def summary_line(report: "Report") -> str:
     counts = {s: 0 for s in MARKS}
+    consequences = 0
     for f in report.findings:
-        counts[f.status] += 1
+        if f.caused_by:
+            consequences += 1
+        else:
+            counts[f.status] += 1
     n_checks = len(report.check_ids())
     parts = [f"{n_checks} check{'s' if n_checks != 1 else ''}"]
     if len(report.findings) != n_checks:  # the counts below are of findings
@@ -88,6 +97,9 @@ def summary_line(report: "Report") -> str:
     for status, word in ((FAIL, "failed"), (ERROR, "broke"), (WARN, "warned"), (SKIP, "skipped")):
         if counts[status]:
             parts.append(f"{counts[status]} {word}")
+    if consequences:
+        parts.append(f"{consequences} more follow{'s' if consequences == 1 else ''} from "
+                     "those")
     target = f" {report.target}" if report.target else ""
     return f"cvdoctor {report.command}{target}: {', '.join(parts)} ({report.duration_s:.1f} s)"
 
@@ -96,10 +108,14 @@ def render_text(report: "Report", *, color: bool = False, verbose: bool = False)
     width = max((len(f.check) for f in report.findings), default=0)
     lines = [summary_line(report), ""]
     previous = None
-    for f in report.findings:
+    for f in _causes_first(report.findings):
         # A check with several findings reads as one block: its id only on the first line.
         shown_id = f.check if f.check != previous else ""
         previous = f.check
+        if f.caused_by:  # indented under its cause
+            previous = None
+            lines.extend("  " + line for line in finding_lines(f, label=f.check, color=color))
+            continue
         lines.extend(finding_lines(f, label=shown_id.ljust(width), color=color,
                                    verbose=verbose))
     if report.findings and all(f.status in (PASS, SKIP) for f in report.findings):
@@ -110,6 +126,25 @@ def render_text(report: "Report", *, color: bool = False, verbose: bool = False)
             + (" (recorded)" if t.get("recorded") else "")
             for name, t in report.facts.items())]
     return "\n".join(lines) + "\n"
+
+
+def _causes_first(findings: list[Finding]) -> list[Finding]:
+    """Report order, with each consequence moved right under the block of its cause."""
+    consequences: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.caused_by:
+            consequences.setdefault(f.caused_by, []).append(f)
+    out: list[Finding] = []
+    for i, f in enumerate(findings):
+        if f.caused_by:
+            continue
+        out.append(f)
+        last_of_block = i + 1 == len(findings) or findings[i + 1].check != f.check
+        if last_of_block:
+            out.extend(consequences.pop(f.check, []))
+    for rest in consequences.values():  # a cause that was not shown (not selected)
+        out.extend(rest)
+    return out
 
 
 def _evidence_lines(key: str, value: Any, indent: str) -> list[str]:

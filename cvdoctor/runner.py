@@ -13,7 +13,7 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from cvdoctor.factgraph import Context, FactError
-from cvdoctor.finding import ERROR, Finding
+from cvdoctor.finding import ERROR, FAIL, WARN, Finding
 from cvdoctor.registry import CheckSpec, all_checks, select_checks
 from cvdoctor.report import Report
 
@@ -84,6 +84,22 @@ def _log_findings(findings: list[Finding]) -> None:
         pass
 
 
+def link_root_causes(findings: list[Finding]) -> None:
+    """One root cause, one failure: a warn/fail whose recipe an earlier check already emitted
+    is a consequence of that finding (off-by-one labels fail model.data, and the forward pass
+    then raises on them). It keeps its status (exit codes and JSON are unchanged) and gains
+    `caused_by`; the text report shows it under its cause. Checks run cause first (`order=`)."""
+    first: dict[str, Finding] = {}
+    for f in findings:
+        if f.status not in (WARN, FAIL) or not f.recipe:
+            continue
+        cause = first.get(f.recipe)
+        if cause is None:
+            first[f.recipe] = f
+        elif cause.check != f.check:
+            f.caused_by = cause.check
+
+
 def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
         ignore: Iterable[str] | None = None, target: Any = None,
         progress: Callable[[str], None] | None = None) -> Report:
@@ -97,6 +113,7 @@ def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
         if progress:
             progress(f"{spec.id} ...")
         findings.extend(run_check(spec, ctx))
+    link_root_causes(findings)
     facts = ctx.fact_timings() if isinstance(ctx, Context) else {}
     return Report(command=command, target=target, findings=findings,
                   duration_s=time.perf_counter() - start, facts=facts)

@@ -130,8 +130,8 @@ def test_pytest_options_derive_from_the_declarations(pytester):
 def scratch():
     ids = []
 
-    def add(check_id, func, needs=()):
-        register(check_id, title=f"title of {check_id}", needs=needs)(func)
+    def add(check_id, func, needs=(), recipes=()):
+        register(check_id, title=f"title of {check_id}", needs=needs, recipes=recipes)(func)
         ids.append(check_id)
 
     yield add
@@ -306,3 +306,40 @@ def test_redaction_keeps_ordinary_words():
     pairs = [("bob", "<user>")]
     assert redact_text("bobsled and bob's model by bob", pairs) == \
         "bobsled and <user>'s model by <user>"
+
+
+# --- one root cause, one failure ---------------------------------------------------------------
+
+def test_a_consequence_is_shown_under_its_cause(scratch):
+    from cvdoctor.finding import failed
+    from cvdoctor.render import render_text
+
+    scratch("zz.cause", lambda ctx: failed("Labels", "labels 1..10 for 10 outputs", "y - 1",
+                                           "target-out-of-bounds"),
+            recipes=["target-out-of-bounds"])
+    register("zz.later", title="Forward", order=2000, recipes=["target-out-of-bounds"])(
+        lambda ctx: failed("Forward", "IndexError: Target 10 is out of bounds", "see",
+                           "target-out-of-bounds"))
+    register("zz.other", title="Other", order=3000, recipes=["softmax-twice"])(
+        lambda ctx: failed("Other", "something else", "fix it", "softmax-twice"))
+    try:
+        report = runner.run("zz", Context())
+    finally:
+        unregister("zz.later")
+        unregister("zz.other")
+    later = report["zz.later"]
+    assert later.status == "fail" and later.caused_by == "zz.cause"
+    assert report["zz.cause"].caused_by is None and report["zz.other"].caused_by is None
+    assert report.to_dict()["findings"][1]["caused_by"] == "zz.cause"
+    assert "caused_by" not in report.to_dict()["findings"][0]
+    lines = render_text(report).splitlines()
+    assert "2 failed, 1 more follows from those" in lines[0]
+    cause_at = next(i for i, ln in enumerate(lines) if "zz.cause" in ln and "✗" in ln)
+    under = next(i for i, ln in enumerate(lines) if ln.startswith("  ↳ zz.later"))
+    other_at = next(i for i, ln in enumerate(lines) if "zz.other" in ln)
+    assert cause_at < under < other_at and "follows from zz.cause" in lines[under]
+    assert sum("cvdoctor explain target-out-of-bounds" in ln for ln in lines) == 1
+    from cvdoctor.cli import _emit_report
+
+    assert _emit_report(report, as_json=True, verbose=False, strict=False) == \
+        exitcodes.CHECK_FAILED
