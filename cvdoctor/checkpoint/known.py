@@ -62,14 +62,16 @@ def yolo_info(meta: Any) -> dict[str, Any] | None:
             cls = model["__class__"].rsplit(".", 1)[-1]
             names = model.get("names")
             yaml = model.get("yaml") if isinstance(model.get("yaml"), dict) else {}
-            out: dict[str, Any] = {"class": model["__class__"], "task": YOLO_TASKS.get(cls)}
+            task = model.get("task") if isinstance(model.get("task"), str) else YOLO_TASKS.get(cls)
+            out: dict[str, Any] = {"class": model["__class__"], "task": task}
             if isinstance(names, dict):
-                out["names"] = {str(k): v for k, v in list(names.items())[:100]}
-                out["nc"] = len(names)
+                names = {str(k): v for k, v in names.items() if k != "..."}
             elif isinstance(names, list):
-                out["names"] = {str(i): v for i, v in enumerate(names[:100])}
+                names = {str(i): v for i, v in enumerate(names)}
+            if isinstance(names, dict):
                 out["nc"] = len(names)
-            if "nc" not in out and isinstance(yaml.get("nc"), int):
+                out["names"] = dict(list(names.items())[:100])
+            if isinstance(yaml.get("nc"), int) and "nc" not in out:
                 out["nc"] = yaml["nc"]
             if isinstance(yaml.get("yaml_file"), str):
                 out["yaml_file"] = yaml["yaml_file"]

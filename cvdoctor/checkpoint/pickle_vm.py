@@ -155,6 +155,7 @@ class Run:
     globals: dict[str, list[Use]] = field(default_factory=dict)
     names: dict[str, tuple[str, str]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    call_details: dict[str, set] = field(default_factory=dict)  # ref -> what hooks said per call
     result: Any = None
     problem: str | None = None  # the stream breaks (truncated or malformed)
     stopped_at: int | None = None  # offset just after STOP
@@ -314,16 +315,18 @@ class Machine:
 
     def _call(self, func: Any, args: Any, pos: int, how: str = "call") -> Obj:
         obj = Obj(how, func, args, pos)
+        # The hook may vouch for this one call ("a bound method of an object the pickle built");
+        # every call of a global is recorded with what the hook said, or "" when it said nothing.
+        detail = (self.on_call(self.run, obj) if self.on_call is not None else None) or ""
         if isinstance(func, Global):
-            self.run.use(func, how, pos)
+            self.run.use(func, how, pos, detail)
+            self.run.call_details.setdefault(func.ref, set()).add(detail)
             self._note_args(args, pos, func.ref)
         else:
             self.run.events.append(Event(
                 "computed-call", pos,
                 f"{'instantiates' if how == 'new' else 'calls'} {_describe(func)}, a value built "
                 "while loading, not a named function"))
-        if self.on_call is not None:
-            self.on_call(self.run, obj)
         return obj
 
     def _modify(self, target: Any, pos: int, what: str) -> None:

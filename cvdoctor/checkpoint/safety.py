@@ -162,9 +162,12 @@ def classify(module: str, name: str, hows: set[str] | frozenset[str] = frozenset
         return Verdict(DENIED, "not a valid Python name")
     if hows & {"build", "mutate"}:
         return Verdict(DENIED, "the pickle modifies it in place")
+    # `details` holds what vouched for each call ("" for a call nothing vouched for).
     if ref == "builtins.getattr" and details and all(d.startswith("method:") for d in details):
         return Verdict(LIBRARY, "a bound method of an object the pickle builds "
                        f"({', '.join(sorted(d[7:] for d in details))[:80]})")
+    if ref == "builtins.type" and details == {"typeof"}:
+        return Verdict(DATA, "the type of None (how pickle saves NoneType)")
     if ref in ("operator.getitem", "_operator.getitem") and details == {"typing"}:
         return Verdict(DATA, "a typing annotation")
     if "." in name:

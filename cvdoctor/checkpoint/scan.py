@@ -64,10 +64,11 @@ class Scan:
         if spec is not None:
             self.storages.append(spec)
 
-    def on_call(self, run: Run, obj: Obj) -> None:
+    def on_call(self, run: Run, obj: Obj) -> str | None:
+        """Indirect uses, nested payloads and context: returns what vouches for this call."""
         func = obj.func
         if not isinstance(func, Global):
-            return
+            return None
         ref = func.ref
         args = obj.args.items if isinstance(obj.args, PTuple) else []
         for index, how in safety.INDIRECT.get(ref, ()):
@@ -80,14 +81,19 @@ class Scan:
             target, name = args
             if isinstance(target, Obj) and target.how in ("new", "call") and isinstance(name, str) \
                     and not name.startswith("_"):
-                run.globals[ref][-1].detail = f"method:{name}"
+                return f"method:{name}"
+        elif ref == "builtins.type" and len(args) == 1 and (
+                args[0] is None or (isinstance(args[0], Global) and args[0].ref in (
+                    "builtins.Ellipsis", "builtins.NotImplemented"))):
+            return "typeof"  # how pickle saves NoneType
         elif ref in ("operator.getitem", "_operator.getitem") and args \
                 and isinstance(args[0], Global) and args[0].module == "typing":
-            run.globals[ref][-1].detail = "typing"
+            return "typing"
         elif ref == "_codecs.encode" and args:
             obj.info = _encoded_bytes(args[0])
         elif ref == "torch.storage._load_from_bytes" and args:
             self._nested(run, obj, args[0])
+        return None
 
     def _nested(self, run: Run, obj: Obj, arg: Any) -> None:
         label = f"bytes passed to torch.storage._load_from_bytes at byte {obj.pos}"
@@ -215,6 +221,8 @@ def inspect_file(path: Path, *, deep: bool = False, structure_wanted: bool = Tru
             return rec
         rec["first_bytes"] = head[:16].hex()
         kind = formats.sniff(head, st.st_size)
+        if kind in ("unknown", "text") and path.suffix == ".safetensors" and len(head) >= 8:
+            kind = "safetensors"  # a broken header: say what is wrong with it
         scan = Scan()
         try:
             if kind in ("text", "unknown") and formats.maybe_protocol0(head):
@@ -230,6 +238,7 @@ def inspect_file(path: Path, *, deep: bool = False, structure_wanted: bool = Tru
             elif kind == "pickle":
                 _scan_pickle_file(scan, f, size, rec, None)
             elif kind == "npy":
+                f.seek(0)
                 _scan_npy(scan, f, size, rec, "npy")
                 rec["format"] = "npy"
             elif kind == "tar":
@@ -539,13 +548,12 @@ def judge(scan: Scan) -> dict[str, Any]:
                                              "module": run.names[ref][0],
                                              "name": run.names[ref][1]})
             entry["hows"].update(u.how for u in uses)
-            entry["details"].update(u.detail for u in uses if u.detail)
+            entry["details"].update(run.call_details.get(ref, ()))
         for ev in run.events:
             events.append({"kind": ev.kind, "detail": ev.detail, "where": label, "pos": ev.pos})
     findings = []
     for ref, e in sorted(per_ref.items()):
-        method_details = {d for d in e["details"] if d.startswith(("method:", "typing"))}
-        v = safety.classify(e["module"], e["name"], frozenset(e["hows"]), frozenset(method_details))
+        v = safety.classify(e["module"], e["name"], frozenset(e["hows"]), frozenset(e["details"]))
         shown = ref if e["module"] != "<unresolved>" else f"<{e['name']}>"
         findings.append({"global": shown, "category": v.category, "reason": v.reason,
                          "uses": sorted(e["hows"]), "where": e["where"], "pos": e["pos"]})

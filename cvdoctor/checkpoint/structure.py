@@ -39,7 +39,7 @@ _NUMPY_DTYPES = {
 FLOAT_DTYPES = {"float32", "float64", "float16", "bfloat16"}
 MAX_NODES = 2_000_000
 MAX_CONTAINERS = 400
-MAX_META_NODES = 400
+MAX_META_NODES = 4000
 
 
 @dataclass
@@ -392,8 +392,11 @@ def plain(v: Any, budget: int = MAX_META_NODES) -> Any:
             seen.add(id(x))
         if _is_dictlike(x):
             out = {}
-            for k, val in _pairs(x)[:64]:
+            pairs = _pairs(x)
+            for k, val in pairs[:1000]:
                 out[_key(k)] = conv(val, depth + 1)
+            if len(pairs) > 1000:
+                out["..."] = f"{len(pairs) - 1000} more"
             return out
         if isinstance(x, (PList, PTuple, PSet)):
             items = [conv(i, depth + 1) for i in x.items[:32]]
