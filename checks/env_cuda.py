@@ -186,6 +186,18 @@ def _probe_ran_ok(probe: dict, index: Any) -> bool:
 @register("env.cuda", order=30, title=TITLE,
           recipes=RECIPES, needs=["torch", "gpu", "gpu_probe", "platform"])
 def check(ctx):
+    """Finds NVIDIA GPUs without torch (NVML, nvidia-smi, /dev/nvidia*, CUDA_VISIBLE_DEVICES),
+    compares each GPU's compute capability with the installed torch's arch list (cubins, PTX,
+    sm_XYa/f families) and the driver with the wheel's CUDA, and runs a real probe on the device
+    (tensor op, matmul, cuDNN conv, torchvision.ops.nms) in a subprocess.
+
+    Warns (no-gpu) when there is no GPU (fails with --require-gpu), (gpu-arch-ptx-jit) when the
+    GPU only runs torch's PTX through the driver's JIT. Fails when the GPU has no kernels in this
+    build (gpu-arch-unsupported), the driver is too old for the wheel's CUDA
+    (cuda-driver-too-old), the build is CPU-only on a GPU machine (cpu-torch-on-gpu-machine), a
+    CUDA build cannot see a GPU the machine has (cuda-build-no-gpu), or the probe fails on the
+    device (gpu-probe-failed). A GB10 (12.1) with an sm_120 build passes, whatever torch's own
+    warning says: cubins run on later minors of one major."""
     t, gpu = ctx.fact("torch"), ctx.fact("gpu")
     plat = ctx.optional_fact("platform")
     require = bool(getattr(ctx.options, "require_gpu", False))

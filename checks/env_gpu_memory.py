@@ -54,6 +54,11 @@ def device_memory(gpu: dict, t: dict) -> list[dict[str, Any]]:
 @register("env.gpu_memory", order=40, title=TITLE,
           recipes=["gpu-memory-in-use"], needs=["gpu", "torch"])
 def check(ctx):
+    """Total and free memory per GPU (NVML first; torch's numbers where NVML has none, as on
+    unified-memory GB10 and Jetson), and memory other processes already hold.
+
+    Warns (gpu-memory-in-use) when other processes hold more than half of a GPU (cvdoctor's own
+    probes are not counted); fine when those jobs are yours. Skips without a GPU."""
     gpu = ctx.fact("gpu")
     t = ctx.optional_fact("torch")
     rows = device_memory(gpu, t)

@@ -19,6 +19,12 @@ def token_text(token: dict) -> str:
           recipes=["hub-cache-unwritable", "hub-offline-no-cache"],
           needs=["hub"])
 def check(ctx):
+    """Hugging Face token present (its value is never read), offline mode, and whether the
+    Hugging Face and torch.hub caches can be written. Never touches the network.
+
+    Warns (hub-cache-unwritable) when a cache cannot be written (downloads into it will fail),
+    and (hub-offline-no-cache) in offline mode with empty caches (every pretrained load will
+    fail)."""
     h = ctx.fact("hub")
     evidence = {"token": h.get("token"), "offline": h.get("offline"),
                 "offline_variables": h.get("offline_variables"),

@@ -66,6 +66,13 @@ def ops_text(ops: dict) -> str:
 @register("env.packages", order=60, title=TITLE,
           recipes=[MISMATCH, *MISSING_RECIPE.values()], needs=["packages", "torch"])
 def check(ctx):
+    """Finds torchvision, timm, ultralytics, segment_anything, lap and OpenCV without importing
+    them (--deep imports each in its own subprocess), with their versions; torchvision's compiled
+    ops are loaded and nms run against the installed torch by the torch probe.
+
+    Fails (torchvision-torch-mismatch) when torchvision's ops do not run with this torch; warns
+    for each missing or non-importing package (missing-<package>) with its install command: they
+    are optional until your code imports them."""
     facts = ctx.fact("packages")
     packages: dict = facts.get("packages", {})
     torch = ctx.optional_fact("torch")

@@ -62,6 +62,14 @@ def python_problem(p: dict) -> str | None:
           recipes=["platform-python-unsupported", "platform-aarch64-no-container"],
           needs=["platform"])
 def check(ctx):
+    """Reads the OS, CPU architecture, container (Docker, Podman, Kubernetes, NVIDIA's NGC PyTorch
+    container), Jetson and DGX markers and the Python interpreter.
+
+    Warns (platform-python-unsupported) when the interpreter is not one torch publishes wheels
+    for: the installed torch's own Requires-Python decides when torch is installed, otherwise the
+    3.10 floor of current releases and the newest Python cvdoctor knows wheels for. Warns
+    (platform-aarch64-no-container) on aarch64 Linux outside a container, where pip's torch wheels
+    are often CPU-only. Never fails: the platform itself is not a bug."""
     p = ctx.fact("platform")
     evidence = {k: p.get(k) for k in ("system", "release", "machine", "python",
                                       "python_implementation", "libc", "container",

@@ -96,6 +96,13 @@ def open_files_finding(limits: dict, strategy: str | None):
                    "resources-open-files-limit"],
           needs=["resources", "torch"])
 def check(ctx):
+    """CPUs (affinity and cgroup quota), memory (cgroup limit), free disk where data and caches
+    live, and the open-files limit against torch's sharing strategy, as this process gets them.
+
+    Warns below 4 usable CPUs (resources-few-cpus), 4 GiB of available memory
+    (resources-low-memory), 10 GiB free disk (resources-low-disk), or an open-files limit too low
+    for DataLoader workers sharing tensors by descriptor (resources-open-files-limit). Each is
+    fine for small datasets or on purpose; none fails."""
     r = ctx.fact("resources")
     strategy = ctx.optional_fact("torch").get("sharing_strategy")
     return [cpu_finding(r.get("cpus", {})), memory_finding(r.get("memory", {})),

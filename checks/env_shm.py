@@ -46,6 +46,13 @@ def _probe_finding(s: dict, base: dict, in_container: bool, where: str) -> objec
 
 @register("env.shm", order=50, title=TITLE, recipes=[RECIPE], needs=["shm", "platform"])
 def check(ctx):
+    """Size and free space of /dev/shm against what DataLoader workers need (2 workers x
+    prefetch_factor 2 x 64-image 224x224 batches, scaled to the usable CPUs); with --deep, real
+    DataLoader workers push that much through shared memory in a subprocess.
+
+    Fails (shm-docker-ipc) inside a container whose /dev/shm is too small (Docker's default is
+    64 MiB) or when the --deep probe fails, hangs or dies on a bus error; outside containers a
+    too-small /dev/shm warns. Skips on systems without /dev/shm."""
     s = ctx.fact("shm")
     p = ctx.fact("platform")
     system = s.get("system") or p.get("system")
@@ -53,6 +60,9 @@ def check(ctx):
         return skipped(TITLE, f"{system} has no /dev/shm: DataLoader workers share memory "
                        "another way there", system=system)
     container = p.get("ngc") and "NGC PyTorch" or p.get("container")
+    # "an NGC PyTorch container", "an lxc container", "a docker container", "an unknown one"
+    article = "an" if str(container)[:1].lower() in "aeiou" or str(container).startswith(
+        ("NGC", "lxc")) else "a"
     in_container = bool(container)
     est = s["estimate"]
     need = est["need_bytes"]
@@ -60,7 +70,7 @@ def check(ctx):
             "fstype": s.get("fstype"), "size_bytes": s.get("size_bytes"),
             "free_bytes": s.get("free_bytes"), "container": container, "need_bytes": need,
             "estimate": est["assumption"]}
-    inside = f" inside a {container} container" if in_container else ""
+    inside = f" inside {article} {container} container" if in_container else ""
     if not s.get("exists"):
         message = f"{s.get('path')} does not exist{inside}; DataLoader workers cannot share batches"
         make = failed if in_container else warned

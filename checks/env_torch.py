@@ -19,6 +19,13 @@ def import_error_summary(t: dict) -> str:
 @register("env.torch", order=20, title=TITLE, recipes=["torch-import-failed", "aarch64-cpu-torch"],
           needs=["torch", "platform", "gpu"])
 def check(ctx):
+    """Imports torch in a subprocess (a broken install cannot take cvdoctor down) and reads its
+    version, build (CUDA, ROCm or CPU-only; cuDNN; debug) and where it is installed.
+
+    Fails (torch-import-failed) when torch is missing or does not import, quoting the error.
+    Fails (aarch64-cpu-torch) for a CPU-only build on an aarch64 machine with signs of an NVIDIA
+    GPU (a GPU, Jetson, DGX or NGC markers): the default aarch64 wheel has no CUDA. A CPU-only
+    build on an aarch64 server without a GPU passes."""
     t = ctx.fact("torch")
     if not t.get("ok"):
         if t.get("installed") is False:

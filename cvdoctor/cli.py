@@ -257,12 +257,15 @@ def _explain_check(check_id: str, as_json: bool) -> None:
         return
     click.echo(f"{spec.title}  [{spec.id}, check of `cvdoctor {spec.command}`]\n")
     click.echo(spec.doc + "\n")
+    import textwrap
+
     if spec.recipes:
-        click.echo("Recipes it can emit (cvdoctor explain <recipe>): " + ", ".join(spec.recipes)
-                   + ("; and the recipe matched from an error it catches" if spec.error_recipes
-                      else ""))
+        click.echo(textwrap.fill(
+            "Recipes it can emit (cvdoctor explain <recipe>): " + ", ".join(spec.recipes)
+            + ("; and the recipe matched from an error it catches" if spec.error_recipes
+               else ""), width=100, break_on_hyphens=False))
     if spec.needs:
-        click.echo("Facts it reads: " + ", ".join(spec.needs))
+        click.echo(textwrap.fill("Facts it reads: " + ", ".join(spec.needs), width=100))
     click.echo(f"Run it alone: cvdoctor {spec.command} ... --select {spec.id}")
 
 
