@@ -331,6 +331,7 @@ def test_torch_import_failure_fails_env_torch_with_the_text(tmp_path, monkeypatc
     ({"_C.so": b"\x7fELF garbage"}, "raise RuntimeError('broken torchvision')\n",
      "loading _C.so failed"),
 ])
+@pytest.mark.slow
 def test_broken_torchvision_is_reported_not_fatal(tmp_path, monkeypatch, files, init, expect):
     _stub_package(tmp_path, "torchvision", init,
                   dict(files, **{"version.py": b"__version__ = '0.99.0+stub'\n"}))

@@ -133,6 +133,7 @@ def test_this_machine_shm_passes():
     assert f.evidence["size_bytes"] > 0 and f.evidence["need_bytes"] > 0
 
 
+@pytest.mark.slow
 def test_this_machine_deep_probe_passes():
     f = check_env(select=["env.shm"], deep=True)["env.shm"]
     assert f.status == "pass", f.message

@@ -607,6 +607,7 @@ def test_bad_budget_is_a_usage_error(pytester):
 
 
 # --- pytest-xdist ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_header_and_explanations_under_xdist(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_errors=REAL_ERRORS)
@@ -636,6 +637,7 @@ def test_header_and_explanations_under_xdist(pytester):
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tests"
 
 
+@pytest.mark.slow
 def test_the_example_suite_passes_and_runs_zero_code(pytester):
     for name in ("my_model.py", "test_my_model.py"):
         (pytester.path / name).write_text((EXAMPLE / name).read_text())
