@@ -347,241 +347,263 @@ class Machine:
             run.problem = f"{type(exc).__name__}: {exc}"
         return run
 
+    def _pos(self) -> int:
+        """Offset of the opcode being executed (called right after reading it)."""
+        return self.f.tell() - 1 - self.start
+
     def _loop(self) -> None:  # noqa: C901 - one branch per opcode, like the real unpickler
+        # The most frequent opcodes of torch.save pickles come first: this loop is the cost of
+        # a scan (about a microsecond per opcode).
         run = self.run
         f = self.f
-        push, pop = self._push, self._pop
-        while True:
-            pos = f.tell() - self.start if f.seekable() else run.ops
-            code = f.read(1)
-            if not code:
-                if run.ops == 0:
-                    raise PickleBroken("no pickle data")
-                raise PickleBroken(TRUNCATED)
-            run.ops += 1
-            if run.ops > MAX_OPS:
-                raise PickleBroken("more opcodes than any real checkpoint has")
-            op = code[0]
-            if op == 0x80:  # PROTO
-                proto = self._read(1)[0]
-                if proto > HIGHEST_PROTOCOL:
-                    raise PickleBroken(f"unsupported pickle protocol: {proto}")
-                run.protocol = proto
-            elif op == 0x95:  # FRAME
-                struct.unpack("<Q", self._read(8))
-            elif op == 0x2E:  # STOP
-                run.result = pop()
-                run.stopped_at = f.tell() if f.seekable() else None
-                return
-            # --- constants
-            elif op == 0x4E:  # NONE
-                push(None)
-            elif op == 0x88:
-                push(True)
-            elif op == 0x89:
-                push(False)
-            elif op == 0x49:  # INT
-                s = self._line()
-                if s == b"00":
-                    push(False)
-                elif s == b"01":
-                    push(True)
-                else:
-                    push(_parse_int(s))
-            elif op == 0x4A:  # BININT
-                push(struct.unpack("<i", self._read(4))[0])
-            elif op == 0x4B:  # BININT1
-                push(self._read(1)[0])
-            elif op == 0x4D:  # BININT2
-                push(struct.unpack("<H", self._read(2))[0])
-            elif op == 0x4C:  # LONG
-                s = self._line()
-                push(_parse_int(s[:-1] if s.endswith(b"L") else s))
-            elif op == 0x8A:  # LONG1
-                n = self._read(1)[0]
-                push(int.from_bytes(self._read(n), "little", signed=True))
-            elif op == 0x8B:  # LONG4
-                (n,) = struct.unpack("<i", self._read(4))
-                if n < 0 or n > 1 << 20:
-                    raise PickleBroken("LONG4 size out of range")
-                push(int.from_bytes(self._read(n), "little", signed=True))
-            elif op == 0x46:  # FLOAT
-                try:
-                    push(float(self._line()))
-                except ValueError as exc:
-                    raise PickleBroken(f"bad FLOAT: {exc}") from None
-            elif op == 0x47:  # BINFLOAT
-                push(struct.unpack(">d", self._read(8))[0])
-            # --- strings
-            elif op == 0x53:  # STRING
-                s = self._line()
-                if len(s) >= 2 and s[0] == s[-1] and s[:1] in (b"'", b'"'):
-                    s = s[1:-1]
-                else:
-                    raise PickleBroken("the STRING opcode argument must be quoted")
-                push(codecs.escape_decode(s)[0].decode("latin-1"))
-            elif op == 0x54:  # BINSTRING
-                (n,) = struct.unpack("<i", self._read(4))
-                if n < 0:
-                    raise PickleBroken("BINSTRING pickle has negative byte count")
-                v = self._big_bytes(n)
-                push(v.decode("latin-1") if isinstance(v, bytes) else v)
-            elif op == 0x55:  # SHORT_BINSTRING
-                push(self._read(self._read(1)[0]).decode("latin-1"))
-            elif op == 0x42:  # BINBYTES
-                push(self._big_bytes(struct.unpack("<I", self._read(4))[0]))
-            elif op == 0x43:  # SHORT_BINBYTES
-                push(self._read(self._read(1)[0]))
-            elif op == 0x8E:  # BINBYTES8
-                push(self._big_bytes(struct.unpack("<Q", self._read(8))[0]))
-            elif op == 0x96:  # BYTEARRAY8
-                push(self._big_bytes(struct.unpack("<Q", self._read(8))[0]))
-            elif op == 0x56:  # UNICODE
-                push(self._line().decode("raw-unicode-escape"))
-            elif op == 0x58:  # BINUNICODE
-                push(self._big_text(struct.unpack("<I", self._read(4))[0]))
-            elif op == 0x8C:  # SHORT_BINUNICODE
-                push(self._big_text(self._read(1)[0]))
-            elif op == 0x8D:  # BINUNICODE8
-                push(self._big_text(struct.unpack("<Q", self._read(8))[0]))
-            # --- containers
-            elif op == 0x5D:  # EMPTY_LIST
-                push(PList([]))
-            elif op == 0x7D:  # EMPTY_DICT
-                push(PDict([]))
-            elif op == 0x29:  # EMPTY_TUPLE
-                push(PTuple([]))
-            elif op == 0x8F:  # EMPTY_SET
-                push(PSet([]))
-            elif op == 0x28:  # MARK
-                self.marks.append(self.stack)
-                self.stack = []
-            elif op == 0x6C:  # LIST
-                push(PList(self._pop_mark()))
-            elif op == 0x74:  # TUPLE
-                push(PTuple(self._pop_mark()))
-            elif op == 0x85:
-                push(PTuple([pop()]))
-            elif op == 0x86:
-                b = pop()
-                push(PTuple([pop(), b]))
-            elif op == 0x87:
-                c = pop()
-                b = pop()
-                push(PTuple([pop(), b, c]))
-            elif op == 0x64:  # DICT
-                items = self._pop_mark()
-                push(PDict([(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]))
-            elif op == 0x91:  # FROZENSET
-                push(PSet(self._pop_mark(), frozen=True))
-            elif op == 0x61:  # APPEND
-                v = pop()
-                self._append(self._top(), [v], pos)
-            elif op == 0x65:  # APPENDS
-                items = self._pop_mark()
-                self._append(self._top(), items, pos)
-            elif op == 0x73:  # SETITEM
-                v = pop()
-                k = pop()
-                self._setitems(self._top(), [(k, v)], pos)
-            elif op == 0x75:  # SETITEMS
-                items = self._pop_mark()
-                self._setitems(self._top(), [(items[i], items[i + 1])
-                                             for i in range(0, len(items) - 1, 2)], pos)
-            elif op == 0x90:  # ADDITEMS
-                items = self._pop_mark()
-                target = self._top()
-                if isinstance(target, PSet):
-                    target.items.extend(items)
-                else:
-                    self._modify(target, pos, "ADDITEMS")
-                    self._note_args(items, pos, "add")
-            # --- stack and memo
-            elif op == 0x30:  # POP
-                if self.stack:
-                    self.stack.pop()
-                else:
-                    self._pop_mark()
-            elif op == 0x31:  # POP_MARK
-                self._pop_mark()
-            elif op == 0x32:  # DUP
-                push(self._top())
-            elif op == 0x70:  # PUT
-                self.memo[_parse_int(self._line())] = self._top()
-            elif op == 0x71:  # BINPUT
-                self.memo[self._read(1)[0]] = self._top()
-            elif op == 0x72:  # LONG_BINPUT
-                self.memo[struct.unpack("<I", self._read(4))[0]] = self._top()
-            elif op == 0x94:  # MEMOIZE
-                self.memo[len(self.memo)] = self._top()
-            elif op in (0x67, 0x68, 0x6A):  # GET, BINGET, LONG_BINGET
-                if op == 0x67:
-                    key = _parse_int(self._line())
-                elif op == 0x68:
+        read = f.read
+        memo = self.memo
+        unpack = struct.unpack
+        ops = 0
+        try:
+            while True:
+                code = read(1)
+                if not code:
+                    if ops == 0:
+                        raise PickleBroken("no pickle data")
+                    raise PickleBroken(TRUNCATED)
+                ops += 1
+                op = code[0]
+                if op == 0x71:  # BINPUT
+                    memo[self._read(1)[0]] = self._top()
+                elif op == 0x68:  # BINGET
                     key = self._read(1)[0]
+                    if key not in memo:
+                        raise PickleBroken(f"memo value not found at index {key}")
+                    self.stack.append(memo[key])
+                elif op == 0x94:  # MEMOIZE
+                    memo[len(memo)] = self._top()
+                elif op == 0x28:  # MARK
+                    self.marks.append(self.stack)
+                    self.stack = []
+                elif op == 0x58:  # BINUNICODE
+                    self.stack.append(self._big_text(unpack("<I", self._read(4))[0]))
+                elif op == 0x8C:  # SHORT_BINUNICODE
+                    self.stack.append(self._big_text(self._read(1)[0]))
+                elif op == 0x4B:  # BININT1
+                    self.stack.append(self._read(1)[0])
+                elif op == 0x74:  # TUPLE
+                    items = self._pop_mark()
+                    self.stack.append(PTuple(items))
+                elif op == 0x85:
+                    self.stack.append(PTuple([self._pop()]))
+                elif op == 0x86:
+                    b = self._pop()
+                    self.stack.append(PTuple([self._pop(), b]))
+                elif op == 0x87:
+                    c = self._pop()
+                    b = self._pop()
+                    self.stack.append(PTuple([self._pop(), b, c]))
+                elif op == 0x52:  # REDUCE
+                    pos = self._pos()
+                    args = self._pop()
+                    func = self._pop()
+                    self.stack.append(self._call(func, args, pos))
+                elif op == 0x81:  # NEWOBJ
+                    pos = self._pos()
+                    args = self._pop()
+                    cls = self._pop()
+                    self.stack.append(self._call(cls, args, pos, how="new"))
+                elif op == 0x62:  # BUILD
+                    pos = self._pos()
+                    state = self._pop()
+                    target = self._top()
+                    if isinstance(target, Obj):
+                        target.state = state
+                    else:
+                        self._modify(target, pos, "BUILD")
+                        self._note_args(state, pos, "BUILD")
+                elif op == 0x63:  # GLOBAL
+                    pos = self._pos()
+                    module = _utf8(self._line())
+                    name = _utf8(self._line())
+                    self.stack.append(self._global(module, name, pos))
+                elif op == 0x93:  # STACK_GLOBAL
+                    pos = self._pos()
+                    name = self._pop()
+                    module = self._pop()
+                    if isinstance(module, str) and isinstance(name, str):
+                        self.stack.append(self._global(module, name, pos))
+                    else:
+                        self.stack.append(self._unresolved(
+                            pos, f"STACK_GLOBAL of {_describe(module)} and {_describe(name)}"))
+                elif op == 0x75:  # SETITEMS
+                    pos = self._pos()
+                    items = self._pop_mark()
+                    self._setitems(self._top(), [(items[i], items[i + 1])
+                                                 for i in range(0, len(items) - 1, 2)], pos)
+                elif op == 0x73:  # SETITEM
+                    pos = self._pos()
+                    v = self._pop()
+                    k = self._pop()
+                    self._setitems(self._top(), [(k, v)], pos)
+                elif op == 0x7D:  # EMPTY_DICT
+                    self.stack.append(PDict([]))
+                elif op == 0x29:  # EMPTY_TUPLE
+                    self.stack.append(PTuple([]))
+                elif op == 0x5D:  # EMPTY_LIST
+                    self.stack.append(PList([]))
+                elif op == 0x89:
+                    self.stack.append(False)
+                elif op == 0x88:
+                    self.stack.append(True)
+                elif op == 0x4E:  # NONE
+                    self.stack.append(None)
+                elif op == 0x51:  # BINPERSID
+                    pos = self._pos()
+                    self.stack.append(self._persistent(self._pop(), pos))
+                elif op == 0x72:  # LONG_BINPUT
+                    memo[unpack("<I", self._read(4))[0]] = self._top()
+                elif op in (0x6A, 0x67):  # LONG_BINGET, GET
+                    key = unpack("<I", self._read(4))[0] if op == 0x6A else _parse_int(self._line())
+                    if key not in memo:
+                        raise PickleBroken(f"memo value not found at index {key}")
+                    self.stack.append(memo[key])
+                elif op == 0x4D:  # BININT2
+                    self.stack.append(unpack("<H", self._read(2))[0])
+                elif op == 0x4A:  # BININT
+                    self.stack.append(unpack("<i", self._read(4))[0])
+                elif op == 0x47:  # BINFLOAT
+                    self.stack.append(unpack(">d", self._read(8))[0])
+                elif op == 0x8A:  # LONG1
+                    n = self._read(1)[0]
+                    self.stack.append(int.from_bytes(self._read(n), "little", signed=True))
+                elif op == 0x61:  # APPEND
+                    pos = self._pos()
+                    v = self._pop()
+                    self._append(self._top(), [v], pos)
+                elif op == 0x65:  # APPENDS
+                    pos = self._pos()
+                    items = self._pop_mark()
+                    self._append(self._top(), items, pos)
+                elif op == 0x2E:  # STOP
+                    run.result = self._pop()
+                    run.stopped_at = f.tell() if f.seekable() else None
+                    return
+                elif op == 0x80:  # PROTO
+                    proto = self._read(1)[0]
+                    if proto > HIGHEST_PROTOCOL:
+                        raise PickleBroken(f"unsupported pickle protocol: {proto}")
+                    run.protocol = proto
+                elif op == 0x95:  # FRAME
+                    unpack("<Q", self._read(8))
                 else:
-                    key = struct.unpack("<I", self._read(4))[0]
-                if key not in self.memo:
-                    raise PickleBroken(f"memo value not found at index {key}")
-                push(self.memo[key])
-            # --- globals and calls
-            elif op == 0x63:  # GLOBAL
-                module = _utf8(self._line())
-                name = _utf8(self._line())
-                push(self._global(module, name, pos))
-            elif op == 0x93:  # STACK_GLOBAL
-                name = pop()
-                module = pop()
-                if isinstance(module, str) and isinstance(name, str):
-                    push(self._global(module, name, pos))
-                else:
-                    push(self._unresolved(pos, f"STACK_GLOBAL of {_describe(module)} and "
-                                               f"{_describe(name)}"))
-            elif op == 0x69:  # INST
-                module = _ascii(self._line())
-                name = _ascii(self._line())
-                cls = self._global(module, name, pos)
-                push(self._call(cls, PTuple(self._pop_mark()), pos))
-            elif op == 0x6F:  # OBJ
-                items = self._pop_mark()
-                if not items:
-                    raise PickleBroken("OBJ without a class")
-                push(self._call(items[0], PTuple(items[1:]), pos))
-            elif op == 0x81:  # NEWOBJ
-                args = pop()
-                cls = pop()
-                push(self._call(cls, args, pos, how="new"))
-            elif op == 0x92:  # NEWOBJ_EX
-                kwargs = pop()
-                args = pop()
-                cls = pop()
-                push(self._call(cls, PTuple([args, kwargs]), pos, how="new"))
-            elif op == 0x52:  # REDUCE
-                args = pop()
-                func = pop()
-                push(self._call(func, args, pos))
-            elif op == 0x62:  # BUILD
-                state = pop()
-                target = self._top()
-                if isinstance(target, Obj):
-                    target.state = state
-                else:
-                    self._modify(target, pos, "BUILD")
-                    self._note_args(state, pos, "BUILD")
-            elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
-                n = {0x82: 1, 0x83: 2, 0x84: 4}[op]
-                code_no = int.from_bytes(self._read(n), "little")
-                push(self._unresolved(pos, f"extension code {code_no}"))
-            elif op == 0x50:  # PERSID
-                pid = _ascii(self._line())
-                push(self._persistent(pid, pos))
-            elif op == 0x51:  # BINPERSID
-                push(self._persistent(pop(), pos))
-            elif op in (0x97, 0x98):  # NEXT_BUFFER, READONLY_BUFFER
-                raise PickleBroken("pickle refers to out-of-band buffers, which torch.load and "
-                                   "numpy.load do not pass")
+                    self._rare(op, code)
+                if ops > MAX_OPS:
+                    raise PickleBroken("more opcodes than any real checkpoint has")
+        finally:
+            run.ops = ops
+
+    def _rare(self, op: int, code: bytes) -> None:  # noqa: C901
+        """Opcodes torch.save never writes (protocol 0/1 text forms and the rest)."""
+        push, pop = self._push, self._pop
+        pos = self._pos()
+        if op == 0x49:  # INT
+            s = self._line()
+            if s == b"00":
+                push(False)
+            elif s == b"01":
+                push(True)
             else:
-                raise PickleBroken(f"invalid load key {code!r} at byte {pos}")
+                push(_parse_int(s))
+        elif op == 0x4C:  # LONG
+            s = self._line()
+            push(_parse_int(s[:-1] if s.endswith(b"L") else s))
+        elif op == 0x8B:  # LONG4
+            (n,) = struct.unpack("<i", self._read(4))
+            if n < 0 or n > 1 << 20:
+                raise PickleBroken("LONG4 size out of range")
+            push(int.from_bytes(self._read(n), "little", signed=True))
+        elif op == 0x46:  # FLOAT
+            try:
+                push(float(self._line()))
+            except ValueError as exc:
+                raise PickleBroken(f"bad FLOAT: {exc}") from None
+        elif op == 0x53:  # STRING
+            s = self._line()
+            if len(s) >= 2 and s[0] == s[-1] and s[:1] in (b"'", b'"'):
+                s = s[1:-1]
+            else:
+                raise PickleBroken("the STRING opcode argument must be quoted")
+            push(codecs.escape_decode(s)[0].decode("latin-1"))
+        elif op == 0x54:  # BINSTRING
+            (n,) = struct.unpack("<i", self._read(4))
+            if n < 0:
+                raise PickleBroken("BINSTRING pickle has negative byte count")
+            v = self._big_bytes(n)
+            push(v.decode("latin-1") if isinstance(v, bytes) else v)
+        elif op == 0x55:  # SHORT_BINSTRING
+            push(self._read(self._read(1)[0]).decode("latin-1"))
+        elif op == 0x42:  # BINBYTES
+            push(self._big_bytes(struct.unpack("<I", self._read(4))[0]))
+        elif op == 0x43:  # SHORT_BINBYTES
+            push(self._read(self._read(1)[0]))
+        elif op in (0x8E, 0x96):  # BINBYTES8, BYTEARRAY8
+            push(self._big_bytes(struct.unpack("<Q", self._read(8))[0]))
+        elif op == 0x56:  # UNICODE
+            push(self._line().decode("raw-unicode-escape"))
+        elif op == 0x8D:  # BINUNICODE8
+            push(self._big_text(struct.unpack("<Q", self._read(8))[0]))
+        elif op == 0x8F:  # EMPTY_SET
+            push(PSet([]))
+        elif op == 0x6C:  # LIST
+            push(PList(self._pop_mark()))
+        elif op == 0x64:  # DICT
+            items = self._pop_mark()
+            push(PDict([(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]))
+        elif op == 0x91:  # FROZENSET
+            push(PSet(self._pop_mark(), frozen=True))
+        elif op == 0x90:  # ADDITEMS
+            items = self._pop_mark()
+            target = self._top()
+            if isinstance(target, PSet):
+                target.items.extend(items)
+            else:
+                self._modify(target, pos, "ADDITEMS")
+                self._note_args(items, pos, "add")
+        elif op == 0x30:  # POP
+            if self.stack:
+                self.stack.pop()
+            else:
+                self._pop_mark()
+        elif op == 0x31:  # POP_MARK
+            self._pop_mark()
+        elif op == 0x32:  # DUP
+            push(self._top())
+        elif op == 0x70:  # PUT
+            self.memo[_parse_int(self._line())] = self._top()
+        elif op == 0x69:  # INST
+            module = _ascii(self._line())
+            name = _ascii(self._line())
+            cls = self._global(module, name, pos)
+            push(self._call(cls, PTuple(self._pop_mark()), pos))
+        elif op == 0x6F:  # OBJ
+            items = self._pop_mark()
+            if not items:
+                raise PickleBroken("OBJ without a class")
+            push(self._call(items[0], PTuple(items[1:]), pos))
+        elif op == 0x92:  # NEWOBJ_EX
+            kwargs = pop()
+            args = pop()
+            cls = pop()
+            push(self._call(cls, PTuple([args, kwargs]), pos, how="new"))
+        elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
+            n = {0x82: 1, 0x83: 2, 0x84: 4}[op]
+            code_no = int.from_bytes(self._read(n), "little")
+            push(self._unresolved(pos, f"extension code {code_no}"))
+        elif op == 0x50:  # PERSID
+            pid = _ascii(self._line())
+            push(self._persistent(pid, pos))
+        elif op in (0x97, 0x98):  # NEXT_BUFFER, READONLY_BUFFER
+            raise PickleBroken("pickle refers to out-of-band buffers, which torch.load and "
+                               "numpy.load do not pass")
+        else:
+            raise PickleBroken(f"invalid load key {code!r} at byte {pos}")
 
     def _append(self, target: Any, items: list, pos: int) -> None:
         if isinstance(target, PList):

@@ -9,7 +9,7 @@ submodules), which is what the fit check compares with a model.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cvdoctor.checkpoint.pickle_vm import Blob, Global, LongText, Obj, PDict, PList, PSet, PTuple
@@ -135,7 +135,7 @@ def _tensor_of(obj: Obj) -> TensorSpec | None:
         inner = tensor_of(args[0])
         if inner is None:
             return None
-        out = TensorSpec(**asdict(inner))
+        out = replace(inner)
         out.kind = "parameter" if "Buffer" not in ref else "tensor"
         if len(args) >= 2 and isinstance(args[1], bool):
             out.requires_grad = args[1]
@@ -152,7 +152,7 @@ def _tensor_of(obj: Obj) -> TensorSpec | None:
         inner = tensor_of(args[0])
         if inner is None:
             return None
-        out = TensorSpec(**asdict(inner))
+        out = replace(inner)
         out.device = args[2] if isinstance(args[2], str) else out.device
         return out
     if ref == "torch._utils._rebuild_sparse_tensor":
@@ -251,7 +251,7 @@ class Structure:
     truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tensors": {k: asdict(v) for k, v in self.tensors.items()},
+        return {"tensors": {k: dict(v.__dict__) for k, v in self.tensors.items()},
                 "containers": self.containers, "top": self.top, "meta": self.meta,
                 "truncated": self.truncated}
 

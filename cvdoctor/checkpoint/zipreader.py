@@ -421,10 +421,13 @@ class _Inflate(io.RawIOBase):
     def __init__(self, f: BinaryIO, start: int, compressed: int, limit: int):
         self._src = _Slice(f, start, compressed)
         self._z = zlib.decompressobj(-15)
-        self._limit, self._out, self._buf = limit, 0, b""
+        self._limit, self._out, self._buf, self._given = limit, 0, b"", 0
 
     def readable(self) -> bool:
         return True
+
+    def tell(self) -> int:
+        return self._given
 
     def _fill(self, want: int) -> None:
         while len(self._buf) < want and self._out < self._limit:
@@ -443,6 +446,7 @@ class _Inflate(io.RawIOBase):
             n = self._limit
         self._fill(n)
         data, self._buf = self._buf[:n], self._buf[n:]
+        self._given += len(data)
         return data
 
     def readinto(self, b) -> int:
@@ -462,6 +466,7 @@ class _Inflate(io.RawIOBase):
                 take = min(take, limit - len(out))
             out += self._buf[:take]
             self._buf = self._buf[take:]
+            self._given += take
             if nl >= 0 and take == nl + 1:
                 break
         return bytes(out)
