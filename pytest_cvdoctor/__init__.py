@@ -15,6 +15,7 @@ from __future__ import annotations
 from pytest_cvdoctor.assertions import (
     CvdoctorWarning,
     assert_batch_independent,
+    assert_dataset_ok,
     assert_gradients_flow,
     assert_healthy,
     assert_initial_loss_ok,
@@ -25,6 +26,7 @@ from pytest_cvdoctor.assertions import (
 __all__ = [
     "CvdoctorWarning",
     "assert_batch_independent",
+    "assert_dataset_ok",
     "assert_gradients_flow",
     "assert_healthy",
     "assert_initial_loss_ok",

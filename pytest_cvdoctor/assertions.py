@@ -138,3 +138,20 @@ def assert_optimizer_covers_model(model: Any, batch: Any = None, *, optimizer: A
     __tracebackhide__ = True
     kwargs["optimizer"] = optimizer
     return _run_one("model.optimizer", model, batch, strict, kwargs)
+
+
+def assert_dataset_ok(path: Any, *, task: str | None = None, num_classes: int | None = None,
+                      deep: bool = False, strict: bool | None = None, **kwargs: Any) -> Any:
+    """The dataset at `path` (a data.yaml, an ImageFolder root or an images/ + masks/ folder)
+    passes `cvdoctor data`: labels found and well-formed, images readable, no train/val leakage.
+    Nothing in the dataset is written. kwargs go to `cvdoctor.check_data` (select, ignore).
+    --cvdoctor-task / --cvdoctor-num-classes fill in what is not given. Returns the report."""
+    __tracebackhide__ = True
+    from cvdoctor import check_data
+
+    if task is None:
+        task = _session_value("task")
+    if num_classes is None:
+        num_classes = _session_value("num_classes")
+    report = check_data(str(path), task=task, num_classes=num_classes, deep=deep, **kwargs)
+    return _assert_healthy(report, strict, stacklevel=3)

@@ -93,7 +93,7 @@ def choose_task(task: str | None, meta: dict[str, Any]) -> tuple[str, str]:
         return task, "option"
     if meta.get("kpt_shape") is not None:
         return "pose", "kpt_shape in data.yaml"
-    return "detect", "default (detect accepts box and polygon rows)"
+    return "detect", "the default; detect accepts box and polygon rows"
 
 
 def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = None,

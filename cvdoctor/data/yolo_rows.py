@@ -151,7 +151,7 @@ class RowChecker:
         """True when every coordinate is normalized (within ultralytics' 1% slack)."""
         hi, lo = max(coords), min(coords)
         if hi > 1 + SLACK:
-            hint = " (pixel coordinates? YOLO wants them divided by the image size)" \
+            hint = ": pixel coordinates? YOLO wants them divided by the image size" \
                 if hi > PIXELS_HINT else ""
             issues.add("row.not_normalized", file, line_no,
                        detail=f"coordinate {hi:g} is past 1{hint}", value=hi)

@@ -1,0 +1,205 @@
+"""data.files, data.yaml, data.labels, data.imagefolder: is the dataset where and what the
+loaders expect it to be."""
+from __future__ import annotations
+
+from cvdoctor.data import wording as w
+from cvdoctor.finding import FAIL, WARN, Problem, report_problems, skipped
+from cvdoctor.registry import register
+from cvdoctor.text import plural
+
+NEEDS = ["dataset"]
+
+
+def _yolo_only(ds, title):
+    if ds.get("kind") != "yolo":
+        return skipped(title, f"only for YOLO data.yaml datasets; this is {ds.get('kind')}")
+    return None
+
+
+FILES_TITLE = "Files the loaders can open"
+
+
+@register("data.files", order=10, title=FILES_TITLE, recipes=["dataset-special-files"],
+          needs=NEEDS)
+def check_files(ctx):
+    """Looks for entries that are not regular files in the dataset folders. Fails on FIFOs,
+    sockets and devices (opening a FIFO with an image name hangs a loader forever); warns on
+    broken symbolic links, link loops and folders or files it may not read."""
+    ds = ctx.fact("dataset")
+    problems = []
+    recipe = "dataset-special-files"
+    fix = "Replace pipes, broken or looping links with real files and make every file readable."
+    if w.count(ds, "fs.special"):
+        problems.append(Problem(FAIL, recipe, w.describe(ds, "fs.special", "special file"), fix,
+                                w.evidence(ds, "fs.special")))
+    for code, noun in (("fs.broken_link", "broken symbolic link"),
+                       ("fs.symlink_loop", "symbolic link loop"),
+                       ("fs.unreadable", "unreadable entry")):
+        if w.count(ds, code):
+            problems.append(Problem(WARN, recipe, w.describe(ds, code, noun), fix,
+                                    w.evidence(ds, code)))
+    return report_problems(FILES_TITLE, problems, "every entry is a regular file or folder")
+
+
+YAML_TITLE = "data.yaml: names, splits and where they resolve"
+_YAML_FAIL = {"yaml.missing_key": "missing key", "yaml.no_names": "no class names",
+              "yaml.names_bad_ids": "class ids in names", "yaml.nc_names_mismatch": "nc vs names",
+              "yaml.nc_not_int": "nc", "yaml.bad_type": "value of the wrong type",
+              "yaml.kpt_shape": "kpt_shape"}
+
+
+def _split_line(ds) -> str:
+    parts = []
+    for split, info in ds["yaml"]["splits"].items():
+        shown = ", ".join(w.rel(ds, p) for p in info["paths"])
+        n = ds["splits"].get(split, {}).get("images")
+        parts.append(f"{split} -> {shown}" + (f" ({plural(n, 'image')})" if n is not None else ""))
+    return "; ".join(parts)
+
+
+def _root_line(ds) -> str:
+    root = ds["yaml"]["root"]
+    if root["raw"] is None:
+        return "root: the yaml's folder (no path:)"
+    text = f"path: {root['raw']!r} -> {root['resolved']} (via {root['via']})"
+    if root["via"] in ("current directory", "datasets_dir") and root["yaml_relative"] and \
+            root["yaml_relative"] != root["resolved"]:
+        text += f"; relative to the yaml it would be {root['yaml_relative']}" + \
+            ("" if root["yaml_relative_exists"] else " (missing)")
+    return text
+
+
+@register("data.yaml", order=20, title=YAML_TITLE, recipes=["yolo-data-yaml",
+                                                             "yolo-dataset-path"], needs=NEEDS)
+def check_yaml(ctx):
+    """Reads data.yaml as ultralytics does: names (list or {id: name}) against nc, the train
+    and val keys, kpt_shape for pose, and where each split resolves (a relative `path:` is taken
+    from the current directory, then ultralytics' datasets_dir -- not from the yaml's folder).
+    Fails when ultralytics would refuse the yaml or a split folder does not exist there; warns
+    when --num-classes disagrees with the names."""
+    ds = ctx.fact("dataset")
+    skip = _yolo_only(ds, YAML_TITLE)
+    if skip:
+        return skip
+    problems = []
+    for code in _YAML_FAIL:
+        if w.count(ds, code):
+            problems.append(Problem(FAIL, "yolo-data-yaml",
+                                    f"{w.first_detail(ds, code)} in {w.rel(ds, ds['path'])}",
+                                    "Give one name per class id 0..n-1 and train/val keys; drop "
+                                    "nc or make it match.", w.evidence(ds, code)))
+    if w.count(ds, "yaml.nc_option_mismatch"):
+        problems.append(Problem(WARN, "yolo-data-yaml", w.first_detail(ds, "yaml.nc_option_mismatch"),
+                                "Pass the --num-classes your model has, or fix names in "
+                                "data.yaml.", w.evidence(ds, "yaml.nc_option_mismatch")))
+    if w.count(ds, "yaml.split_missing"):
+        problems.append(Problem(FAIL, "yolo-dataset-path",
+                                f"{w.first_detail(ds, 'yaml.split_missing')}; {_root_line(ds)}",
+                                "Make path: absolute (or drop it to use the yaml's folder) and "
+                                "check the split folders exist.",
+                                {**w.evidence(ds, "yaml.split_missing"),
+                                 "root": ds["yaml"]["root"]}))
+    ok = (f"{plural(ds['nc'] or 0, 'class', 'classes')}; {_split_line(ds)}; {_root_line(ds)}; "
+          f"task {ds['task']} ({ds['task_source']})")
+    return report_problems(YAML_TITLE, problems, ok, root=ds["yaml"]["root"],
+                           splits=ds["yaml"]["splits"])
+
+
+LABELS_TITLE = "Label files found for the images"
+MISSING_SHARE_WARN = 0.5
+
+
+@register("data.labels", order=30, title=LABELS_TITLE,
+          recipes=["yolo-labels-not-found", "yolo-dataset-path"], needs=NEEDS)
+def check_labels(ctx):
+    """Finds each image's label file by ultralytics' rule (the last /images/ becomes /labels/,
+    the extension .txt). Fails when no train image has a label, when labels sit beside the images
+    (ultralytics never reads them there), when a label file cannot be read, or when a list file
+    names images that do not exist; warns when over half of a split has no label (trained as
+    backgrounds; ultralytics suggests up to 10%) and on label files no image uses."""
+    ds = ctx.fact("dataset")
+    skip = _yolo_only(ds, LABELS_TITLE)
+    if skip:
+        return skip
+    fix = "Put each label at labels/<same path>.txt (the image path with /images/ -> /labels/)."
+    problems = []
+    for split, info in ds["splits"].items():
+        n, missing = info["images"], info["missing_labels"]
+        if n and missing == n:
+            status = FAIL if split == "train" else WARN
+            where = ", ".join(w.rel(ds, d) for d in info["label_dirs"]) or "beside the images"
+            problems.append(Problem(status, "yolo-labels-not-found",
+                                    f"none of the {plural(n, split + ' image')} has a label file "
+                                    f"(looked in {where})", fix, {"split": split}))
+        elif n and missing / n > MISSING_SHARE_WARN:
+            problems.append(Problem(WARN, "yolo-labels-not-found",
+                                    f"{missing:,} of {n:,} {split} images ({missing / n:.0%}) have "
+                                    "no label file: trained as backgrounds", fix,
+                                    {"split": split}))
+    if w.count(ds, "label.beside_image"):
+        problems.append(Problem(FAIL, "yolo-labels-not-found",
+                                w.describe(ds, "label.beside_image", "label file",
+                                           tail="beside the images, where ultralytics does not "
+                                                "look"), fix,
+                                w.evidence(ds, "label.beside_image")))
+    if w.count(ds, "label.unreadable"):
+        problems.append(Problem(FAIL, "yolo-labels-not-found",
+                                w.describe(ds, "label.unreadable", "unreadable label file"),
+                                "Make the label files readable text files.",
+                                w.evidence(ds, "label.unreadable")))
+    if w.count(ds, "label.orphan"):
+        problems.append(Problem(WARN, "yolo-labels-not-found",
+                                w.describe(ds, "label.orphan", "label file",
+                                           tail="without an image (never used)"),
+                                "Rename the label to its image's name, or delete it.",
+                                w.evidence(ds, "label.orphan")))
+    for code, noun in (("list.missing_image", "listed image"), ("list.unreadable", "list file")):
+        if w.count(ds, code):
+            problems.append(Problem(FAIL, "yolo-dataset-path", w.describe(ds, code, noun),
+                                    "Fix the paths in the list file (./ is relative to it).",
+                                    w.evidence(ds, code)))
+    counts = "; ".join(f"{s}: {i['labels']:,} of {i['images']:,} images labelled"
+                       + (f", {i['empty_labels']:,} empty" if i["empty_labels"] else "")
+                       for s, i in ds["splits"].items())
+    return report_problems(LABELS_TITLE, problems, counts or "no images listed",
+                           splits={s: {k: i[k] for k in ("images", "labels", "missing_labels",
+                                                           "empty_labels", "orphan_labels")}
+                                   for s, i in ds["splits"].items()})
+
+
+FOLDER_TITLE = "ImageFolder classes"
+
+
+@register("data.imagefolder", order=80, title=FOLDER_TITLE,
+          recipes=["imagefolder-no-class-folders", "imagefolder-empty-class",
+                   "imagefolder-class-mismatch"], needs=NEEDS)
+def check_imagefolder(ctx):
+    """Applies torchvision's ImageFolder rules to each split: every sub-folder is a class
+    (hidden ones too), a class needs at least one file with a supported extension, classes are
+    numbered by sorted name per split. Fails on a split without class folders, an empty or hidden
+    class folder, and splits whose class lists differ (the same index means different classes)."""
+    ds = ctx.fact("dataset")
+    if ds.get("kind") != "imagefolder":
+        return skipped(FOLDER_TITLE, f"only for ImageFolder trees; this is {ds.get('kind')}")
+    problems = []
+    if w.count(ds, "imagefolder.no_class_folders"):
+        problems.append(Problem(FAIL, "imagefolder-no-class-folders",
+                                w.describe(ds, "imagefolder.no_class_folders", "split"),
+                                "Put the images into one folder per class: root/train/<class>/.",
+                                w.evidence(ds, "imagefolder.no_class_folders")))
+    for code, noun in (("imagefolder.empty_class", "split"),
+                       ("imagefolder.hidden_class", "hidden class folder")):
+        if w.count(ds, code):
+            problems.append(Problem(FAIL, "imagefolder-empty-class", w.describe(ds, code, noun),
+                                    "Delete empty and hidden folders (.ipynb_checkpoints) from "
+                                    "the class folders.", w.evidence(ds, code)))
+    if w.count(ds, "imagefolder.class_mismatch"):
+        problems.append(Problem(FAIL, "imagefolder-class-mismatch",
+                                w.describe(ds, "imagefolder.class_mismatch", "split"),
+                                "Give every split the same class folders (an empty class "
+                                "folder is not enough: add its images).",
+                                w.evidence(ds, "imagefolder.class_mismatch")))
+    parts = [f"{split}: {plural(len(info['classes']), 'class', 'classes')}, "
+             f"{plural(info['images'], 'image')}" for split, info in ds["splits"].items()]
+    return report_problems(FOLDER_TITLE, problems, "; ".join(parts),
+                           classes={s: i["classes"] for s, i in ds["splits"].items()})
