@@ -448,3 +448,31 @@ def test_checks_and_explain_know_the_data_checks():
                                       "ignoring corrupt image/label: Label class 5 exceeds "
                                       "dataset class count 3. Possible class labels are 0-2"])
     assert result.exit_code == 0 and "yolo-class-out-of-range" in result.stdout
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_healthy_sets_raise_no_warning(tmp_path, seed):
+    """Thresholds (backgrounds share, class balance, duplicates) stay quiet on healthy sets of
+    random size, class count and task."""
+    import random
+    rng = random.Random(seed)
+    kind = rng.choice(["yolo", "imagefolder", "masks"])
+    if kind == "yolo":
+        nc = rng.randint(1, 5)
+        task = rng.choice(["detect", "segment", "pose", "obb"])
+        root = yolo_dataset(tmp_path, task, n_train=rng.randint(nc, 8), n_val=rng.randint(1, 3),
+                            nc=nc, kpt=(rng.randint(1, 5), rng.choice([2, 3])),
+                            names_as_dict=rng.random() < 0.5)
+        args = ["--task", task] if rng.random() < 0.5 else []
+    elif kind == "imagefolder":
+        root = imagefolder_dataset(tmp_path, classes=[f"k{i}" for i in range(rng.randint(2, 5))],
+                                   per_class=rng.randint(1, 4))
+        args = []
+    else:
+        n = rng.randint(2, 5)
+        root = mask_dataset(tmp_path, n=rng.randint(2, 6), num_classes=n)
+        args = ["--num-classes", str(n)] if rng.random() < 0.5 else []
+    code, report = run_json(root, *args)
+    noisy = [(f["check"], f["status"], f["message"]) for f in report["findings"]
+             if f["status"] not in ("pass", "skip")]
+    assert code == 0 and noisy == []
