@@ -460,6 +460,14 @@ def _p_build_class(m):
                                b"cos\nsystem\nsbN\x86b.")
 
 
+def _p_torch_op_call(m):
+    """getattr(torch._C._VariableFunctionsClass, 'from_file')(path, ...): a kept reference to a
+    torch op is fine, calling it is not."""
+    return "torch_op_call.pkl", (b"\x80\x02cbuiltins\ngetattr\nctorch._C\n_VariableFunctionsClass\n"
+                                 b"X\t\x00\x00\x00from_file\x86R" + b"X"
+                                 + struct.pack("<I", len(str(m))) + str(m).encode() + b"\x85R.")
+
+
 PAYLOADS: dict[str, tuple[str, Callable]] = {
     **{f"os.system protocol {p}": ("__reduce__ to os.system", _p_os_system(p)) for p in range(6)},
     "torch.save zip": ("data.pkl of a torch zip", _p_torch_zip),
@@ -529,6 +537,12 @@ PAYLOADS: dict[str, tuple[str, Callable]] = {
     "ctypes.CDLL": ("GHSA-4675-36f9-wf6r", _stdlib("ctypes", "ctypes.CDLL", [lambda m: ""])),
     "webbrowser.open": ("reaches the network", _stdlib("webbrowser", "webbrowser.open", [lambda m: "file://" + str(m)])),
     "antigravity import": ("an import with side effects", _stdlib("antigravity", "antigravity.geohash", [lambda m: "1"])),
+    "multiprocessing spawnv_passfds": ("SaferPickle #18", _stdlib("spawnv", "multiprocessing.util.spawnv_passfds", [lambda m: "/bin/sh", touch_cmd, lambda m: ""])),
+    "pandas read_csv": ("exfiltration, SaferPickle #18", _stdlib("read_csv", "pandas.io.parsers.readers.read_csv", [lambda m: "/etc/hostname"])),
+    "mlflow _run_entry_point": ("SaferPickle #18", _stdlib("mlflow", "mlflow.projects.backend.local._run_entry_point", [touch_cmd, lambda m: "."])),
+    "transformers getattribute_from_module": ("indirect model loading", _stdlib("hf_indirect", "transformers.models.auto.auto_factory.getattribute_from_module", [lambda m: "x", lambda m: "from_pretrained"])),
+    "unknown package function": ("a function outside known libraries, called", _stdlib("unknown_fn", "mytools.shell.run", [touch_cmd])),
+    "getattr on a torch op namespace, called": ("torch.from_file via getattr", _p_torch_op_call),
 }
 
 
@@ -620,6 +634,10 @@ BENIGN: dict[str, Callable] = {
         {"model": _state(), "ema": _state(), "optimizer": {"state": {}, "param_groups": []},
          "epoch": 7})),
     "typing annotations": lambda: ("typing.pt", _saved({"ann": __import__("typing").Optional[int]})),
+    "torch op and math references": lambda: ("op_refs.pt", _saved({
+        "act": torch.relu, "gelu": __import__("functools").partial(
+            torch.nn.functional.gelu, approximate="tanh"), "scale": __import__("math").sqrt,
+        "init": torch.nn.init.trunc_normal_})),
 }
 
 
@@ -760,4 +778,4 @@ def test_denied_findings_name_the_call_and_where(payload_files):
 
 def test_bench_sets_are_json_describable():
     assert json.dumps({k: v[0] for k, v in PAYLOADS.items()})
-    assert len(PAYLOADS) >= 60 and len(BENIGN) >= 20
+    assert len(PAYLOADS) >= 75 and len(BENIGN) >= 22

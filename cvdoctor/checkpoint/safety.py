@@ -90,12 +90,15 @@ DATA_RE = re.compile(
     r"|^numpy\.dtypes\.\w+DType$"
     r"|^numpy\.(?:u?int\d+|float\d+|complex\d+|bool_?|str_|bytes_|object_|longlong|ulonglong"
     r"|intc|uintc|half|single|double|longdouble|datetime64|timedelta64)$")
+# Namespaces pickle reaches with getattr to save a reference to a builtin torch op (torch.relu).
+TORCH_OP_NAMESPACES = {"torch._C._VariableFunctionsClass", "torch._C._VariableFunctions",
+                       "torch._C._nn", "torch._C._fft", "torch._C._linalg", "torch._C._special"}
 LIBRARY_EXACT = {
     "argparse.Namespace", "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath",
     "pathlib.PurePath", "pathlib.PurePosixPath", "pathlib.PureWindowsPath",
     "types.SimpleNamespace", "functools.partial", "torch.storage._load_from_bytes",
     "enum.Enum", "re._compile", "collections.UserDict", "collections.UserList",
-}
+} | TORCH_OP_NAMESPACES
 # Standard-library exceptions and warnings are harmless values (a saved error message).
 _EXCEPTION = re.compile(r"^builtins\.[A-Z]\w*(?:Error|Exception|Warning)$")
 
@@ -163,9 +166,10 @@ def classify(module: str, name: str, hows: set[str] | frozenset[str] = frozenset
     if hows & {"build", "mutate"}:
         return Verdict(DENIED, "the pickle modifies it in place")
     # `details` holds what vouched for each call ("" for a call nothing vouched for).
-    if ref == "builtins.getattr" and details and all(d.startswith("method:") for d in details):
-        return Verdict(LIBRARY, "a bound method of an object the pickle builds "
-                       f"({', '.join(sorted(d[7:] for d in details))[:80]})")
+    if ref == "builtins.getattr" and details and all(d.startswith(("method:", "torchop:"))
+                                                      for d in details):
+        names = ", ".join(sorted(d.split(":", 1)[1] for d in details))[:80]
+        return Verdict(LIBRARY, f"a bound method or torch operator it keeps ({names})")
     if ref == "builtins.type" and details == {"typeof"}:
         return Verdict(DATA, "the type of None (how pickle saves NoneType)")
     if ref in ("operator.getitem", "_operator.getitem") and details == {"typing"}:
@@ -179,6 +183,10 @@ def classify(module: str, name: str, hows: set[str] | frozenset[str] = frozenset
         return Verdict(DATA, "a storage type")
     if ref in LIBRARY_EXACT:
         return Verdict(LIBRARY, "a library class")
+    if root == "math" and name.islower():
+        return Verdict(DATA, "a pure math function or constant")
+    if _under(module, ("torch._C",)) and hows <= {"ref", "passed"}:
+        return Verdict(LIBRARY, "a torch operator it keeps a reference to (not called)")
     if ref in DENIED_EXACT or _under(module, DENIED_SUBTREES) or root in DENIED_ROOTS:
         return Verdict(DENIED, "can run code or reach the OS")
     if _EXCEPTION.match(ref):

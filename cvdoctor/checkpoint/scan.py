@@ -82,6 +82,9 @@ class Scan:
             if isinstance(target, Obj) and target.how in ("new", "call") and isinstance(name, str) \
                     and not name.startswith("_"):
                 return f"method:{name}"
+            if isinstance(target, Global) and target.ref in safety.TORCH_OP_NAMESPACES \
+                    and isinstance(name, str) and name.isidentifier() and not name.startswith("_"):
+                return f"torchop:{name}"  # how pickle saves a reference to torch.relu
         elif ref == "builtins.type" and len(args) == 1 and (
                 args[0] is None or (isinstance(args[0], Global) and args[0].ref in (
                     "builtins.Ellipsis", "builtins.NotImplemented"))):
