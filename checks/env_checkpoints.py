@@ -148,8 +148,17 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
                 "save and load a state_dict instead; if you trust the file, "
                 "torch.serialization.add_safe_globals([...]) those classes")
 
+    refusal = (rec.get("zip") or {}).get("torch_refuses")
+    if refusal:
+        return (FAIL, LOAD_FAILED, f"cannot be read by torch.load: {refusal}", redo)
     load = rec.get("load") or {}
     status = load.get("status")
+    cuda = [d for d in rec.get("devices") or [] if d.startswith("cuda")]
+    if status == "ok" and cuda and load.get("cuda_available") is False:
+        return (WARN, LOAD_FAILED,
+                f"was saved from {', '.join(cuda)}; this machine has no CUDA, so a plain "
+                "torch.load raises 'Attempting to deserialize object on a CUDA device'",
+                f"torch.load('{rec['path']}', map_location='cpu')")
     if status == "error":
         text = f"{load.get('error_type', '')}: {load.get('error', '')}"
         low = text.lower()

@@ -651,3 +651,47 @@ def test_checkpoint_recipes_stay_out_of_unrelated_errors(text):
     from cvdoctor.catalog import match_text
 
     assert match_text(text, checkpoint_recipes()) == []
+
+
+# --- what the structure reader and the zip reader add ------------------------------------------
+
+def test_checkpoint_saved_on_cuda_warns_on_a_machine_without_cuda(ckdir, monkeypatch):
+    import torch.serialization as ser
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: a plain torch.load would work")
+    monkeypatch.setattr(ser, "location_tag", lambda storage: "cuda:0")
+    save(ckdir / "gpu.pt")
+    monkeypatch.undo()
+    f = run(ckdir)
+    assert (f.status, f.recipe) == ("warn", "checkpoint-load-failed")
+    assert "was saved from cuda:0; this machine has no CUDA" in f.message
+    assert f.fix.endswith("gpu.pt', map_location='cpu')")
+
+
+def test_archive_torch_cannot_read_fails_load_failed(ckdir):
+    data = bytearray(save(ckdir / "enc.pt").read_bytes())
+    cd = data.find(b"PK\x01\x02")
+    data[cd + 8] |= 1  # the directory says data.pkl is encrypted: miniz refuses it
+    (ckdir / "enc.pt").write_bytes(bytes(data))
+    f = run(ckdir)
+    assert (f.status, f.recipe) == ("fail", "checkpoint-load-failed")
+    assert "cannot be read by torch.load: data.pkl is flagged as encrypted" in f.message
+
+
+def test_payload_in_a_duplicate_data_pkl_fails(ckdir, tmp_path):
+    import zipfile
+
+    marker = tmp_path / "PAYLOAD-RAN"
+    good = save(tmp_path / "good.pt")
+    with zipfile.ZipFile(good) as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    evil = pickle.dumps(OsSystemPayload(marker), protocol=2)
+    name = members[0][0]
+    with zipfile.ZipFile(ckdir / "dup.pt", "w") as z:
+        z.writestr(zipfile.ZipInfo(name), evil)
+        for n, d in members:
+            z.writestr(zipfile.ZipInfo(n), d)
+    f = run(ckdir, deep=True)
+    assert (f.status, f.recipe) == ("fail", "checkpoint-unsafe-pickle")
+    assert not marker.exists()

@@ -63,6 +63,10 @@ def _probe_batch(run_probe, recs, timeout_s):
     payload = json.dumps([{"path": r["path"], "kind": r["kind"]} for r in recs])
     out = run_probe("checkpoint_probe", [], timeout_s=timeout_s, stdin=payload)
     if out["_probe"].get("ok") and isinstance(out.get("results"), dict):
+        if "cuda_available" in out:  # the loads used map_location='cpu'; would a plain one work?
+            for res in out["results"].values():
+                if isinstance(res, dict):
+                    res["cuda_available"] = out["cuda_available"]
         return out["results"]
     for r in recs:
         r["_last_probe"] = out["_probe"]

@@ -577,7 +577,10 @@ def _legacy_pickle_view(safety_rec: dict[str, Any], problem: str | None) -> dict
         if x["global"]:
             refs.append(name)
         by[safety.LEGACY_NAMES[x["category"]]].append(name)
-    out: dict[str, Any] = {"globals": sorted(set(refs)), **{k: sorted(set(v)) for k, v in by.items()}}
+    # Named globals first, then events ("<computed-call: ...>"), so messages name calls first.
+    out: dict[str, Any] = {"globals": sorted(set(refs)),
+                           **{k: sorted(set(v), key=lambda n: (n.startswith("<"), n))
+                              for k, v in by.items()}}
     if problem:
         out["problem"] = problem
     return out

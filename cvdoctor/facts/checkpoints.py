@@ -68,7 +68,9 @@ def gather(options: EnvOptions) -> dict[str, Any]:
     paths, capped = discovery.discover(places)
     files = [inspect_file(p, place, deep=options.deep) for p, place in paths]
     for rec in files:
-        rec.pop("structure", None)  # env reports verdicts, not layouts; keep its facts small
+        st = rec.pop("structure", None) or {}  # env reports verdicts, not layouts
+        if st.get("devices"):
+            rec["devices"] = st["devices"]
     cache_note = hashes.attach_hashes(files, options.deep)
     loading.attach_loads(files, options.deep, options.timeout_s)
     out: dict[str, Any] = {"places": places, "files": files, "deep": options.deep,
