@@ -139,8 +139,8 @@ def check_labels(ctx):
     if w.count(ds, "label.beside_image"):
         problems.append(Problem(FAIL, "yolo-labels-not-found",
                                 w.describe(ds, "label.beside_image", "label file",
-                                           tail="beside the images, where ultralytics does not "
-                                                "look"), fix,
+                                           detail=False, tail="beside the images, where "
+                                           "ultralytics does not look"), fix,
                                 w.evidence(ds, "label.beside_image")))
     if w.count(ds, "label.unreadable"):
         problems.append(Problem(FAIL, "yolo-labels-not-found",
@@ -187,18 +187,25 @@ def check_imagefolder(ctx):
                                 w.describe(ds, "imagefolder.no_class_folders", "split"),
                                 "Put the images into one folder per class: root/train/<class>/.",
                                 w.evidence(ds, "imagefolder.no_class_folders")))
-    for code, noun in (("imagefolder.empty_class", "split"),
-                       ("imagefolder.hidden_class", "hidden class folder")):
-        if w.count(ds, code):
-            problems.append(Problem(FAIL, "imagefolder-empty-class", w.describe(ds, code, noun),
-                                    "Delete empty and hidden folders (.ipynb_checkpoints) from "
-                                    "the class folders.", w.evidence(ds, code)))
-    if w.count(ds, "imagefolder.class_mismatch"):
+    fix = "Delete empty and hidden folders (.ipynb_checkpoints) from the class folders."
+    for ex in (w.issue(ds, "imagefolder.empty_class") or {}).get("examples", []):
+        problems.append(Problem(FAIL, "imagefolder-empty-class",
+                                f"{ex['detail']} in {w.rel(ds, ex['file'])}", fix,
+                                {"empty_classes": ex.get("classes"), "split": ex.get("split")}))
+    if w.count(ds, "imagefolder.hidden_class"):
+        problems.append(Problem(FAIL, "imagefolder-empty-class",
+                                w.describe(ds, "imagefolder.hidden_class", "hidden folder",
+                                           detail=False, tail="taken as a class"), fix,
+                                w.evidence(ds, "imagefolder.hidden_class")))
+    for ex in (w.issue(ds, "imagefolder.class_mismatch") or {}).get("examples", []):
+        differ = (ex.get("missing") or []) + (ex.get("extra") or [])
+        if differ and all(c.startswith(".") for c in differ):
+            continue  # only hidden folders differ: the hidden-class finding says it
         problems.append(Problem(FAIL, "imagefolder-class-mismatch",
-                                w.describe(ds, "imagefolder.class_mismatch", "split"),
+                                f"{ex['detail']} ({w.rel(ds, ex['file'])})",
                                 "Give every split the same class folders (an empty class "
                                 "folder is not enough: add its images).",
-                                w.evidence(ds, "imagefolder.class_mismatch")))
+                                {"mismatch": ex}))
     parts = [f"{split}: {plural(len(info['classes']), 'class', 'classes')}, "
              f"{plural(info['images'], 'image')}" for split, info in ds["splits"].items()]
     return report_problems(FOLDER_TITLE, problems, "; ".join(parts),
