@@ -11,6 +11,7 @@ from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.perturb import (batch_rows, first_mixing_module, measure_dependence,
                                     row_change, traced_forward)
 from cvdoctor.model.tensors import batch_size
+from cvdoctor.model.trace import ROOT
 from cvdoctor.registry import register
 from cvdoctor.text import quoted_names
 
@@ -32,8 +33,13 @@ def _prepare(ctx):
     return model, inputs, None
 
 
-@register("model.batch_independence", order=80, title=TITLE, recipes=RECIPES, needs=[])
+@register("model.batch_independence", order=85, title=TITLE, recipes=RECIPES, needs=[])
 def check(ctx) -> Finding:
+    """Perturbs sample 0 of the batch on an eval-mode copy and measures how far the other
+    rows of the output move (beyond 1e-4 of their size and 10x a rerun's noise), confirmed by
+    perturbing the last sample. Fails when samples mix (a view/permute over the batch axis,
+    naming the first module where they do); warns when they mix through batch statistics in
+    eval mode (model.train_eval reports that cause). Skips a batch of one."""
     model, inputs, skip = _prepare(ctx)
     if skip:
         return skip
@@ -98,5 +104,7 @@ def check(ctx) -> Finding:
 
 
 def _related(module: str, names: list[str]) -> bool:
-    return any(module == m or module.startswith(m + ".") or m.startswith(module + ".")
+    """`module` is, contains or sits inside one of `names` (the root's own forward code
+    contains every module)."""
+    return any(m == ROOT or module == m or module.startswith(m + ".") or m.startswith(module + ".")
                for m in names)

@@ -28,6 +28,12 @@ def _name(dtype: torch.dtype) -> str:
 
 @register("model.dtype", order=20, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
+    """Reads the dtypes and devices of every parameter, buffer and the batch. Fails when the
+    parameters mix floating dtypes and the forward fails on it, when a floating batch of another
+    dtype than the parameters makes the forward fail (float64 from NumPy), when the model sits
+    on devices of different kinds, or (on a GPU) when forward creates a tensor on another
+    device. Warns on mixed dtypes or devices that still run (fine when deliberate) and on a
+    batch on another device than the model."""
     model = ctx.spec.model
     tensors = [(f"param {n}", t) for n, t in model.named_parameters()]
     tensors += [(f"buffer {n}", t) for n, t in model.named_buffers()]

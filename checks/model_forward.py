@@ -20,6 +20,10 @@ RECIPES = [GENERIC, "device-mismatch"]
 @register("model.forward", order=30, title=TITLE, recipes=RECIPES, needs=["base"],
           error_recipes=True)
 def check(ctx):
+    """Runs (through the shared pass) the forward and the loss on a train-mode copy. Fails when
+    either raises, naming the module that was running and the recipe the error text matches
+    (the explain matcher), or when the model cannot be copied or moved to the device; passes
+    with the output shape, the loss and the time."""
     base = ctx.fact("base")
     err, stage = ((base.forward_error, "forward") if base.forward_error is not None
                   else (base.loss_error, "loss") if base.loss_error is not None else (None, None))

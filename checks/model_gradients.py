@@ -54,6 +54,14 @@ VANISHING_RATIO = 1e-4
 @register("model.gradients", order=60, title=TITLE, recipes=RECIPES,
           needs=["base", "module_trace"], error_recipes=True)
 def check(ctx) -> Finding | list[Finding]:
+    """Reads the gradients of the shared backward pass. Fails when nothing is trainable, when
+    backward raises (in-place modification located with anomaly mode), on NaN/inf gradients
+    (naming the first module with non-finite outputs), on modules that ran but get no gradient
+    (detached, no_grad), on tensors whose gradient is exactly zero and stays zero after 3 Adam
+    steps on a copy when they are 10%+ of the parameters, and on |grad|/|param| above 1e6.
+    Warns on modules that never run (unused: DDP stops on them), smaller dead shares,
+    |grad|/|param| above 1e3, and first-layer gradients 1e4x smaller than the last layers'
+    relative to their size (vanishing)."""
     model = ctx.spec.model
     named = list(model.named_parameters())
     total = sum(p.numel() for _, p in named)

@@ -5,8 +5,12 @@ over C classes gives ln C (label smoothing does not change that: a uniform predi
 against any target distribution), BCE-with-logits gives ln 2 per element. A prior-aware init
 (bias set to the label frequencies) may start lower, down to the entropy of the prior. Real
 inits are not exactly uniform: the spread of the logits adds about var/2, so the bands are wide
-and were measured on healthy models (torchvision resnet18/mobilenet_v3_small, timm resnet18 and
-a ViT at 32 px, a small CNN, a U-Net, single-logit and multi-label BCE: all within 0.94-1.25x).
+and were measured on healthy models: 190 runs (tests/test_model_seeds.py's 19 set-ups under 10
+seeds each: small CNNs with CE, label smoothing, NLL, small and zero-init heads, single-logit and
+multi-label BCE, U-Nets, torchvision/timm resnet18, resnet10t, a ViT at 32 px, a frozen
+backbone) all start within 0.87-1.33x the expectation. The warn band starts at 1.5x (ln 1000)
+to 2.4x (ln 2), the fail band at 2x + 2; "too low" at 0.5x of the lower of the expectation and
+the label prior's entropy.
 """
 from __future__ import annotations
 
@@ -37,6 +41,13 @@ def bands(expected: float, prior_entropy: float | None) -> dict[str, float]:
 @register("model.initial_loss", order=50, title=TITLE, recipes=RECIPES,
           needs=["base", "loss_info", "first_conv"])
 def check(ctx):
+    """Compares the loss of the shared forward pass with what an untrained model gives: ln C
+    for cross-entropy/NLL over C classes, ln 2 per element for BCE (sum reduction scaled).
+    Fails when the loss is NaN/inf, above 2x + 2 the expectation, or near ln K of a K-wide head
+    when num_classes says C != K; warns above expectation + max(50%, 1) (an over-confident
+    init; named as unnormalized input when the pixels are raw), and below half the lower of the
+    expectation and the labels' prior entropy (labels leaking into inputs, or a trained head).
+    Skips losses with no known value at init (regression, custom, training_step)."""
     info = ctx.fact("loss_info")
     base = ctx.fact("base")
     if info.kind == "training_step":

@@ -21,6 +21,12 @@ RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-upd
 
 @register("model.optimizer", order=70, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx) -> Finding | list[Finding]:
+    """Matches the optimizer's parameters with the model's by identity and takes one step with
+    the rebuilt optimizer on a copy of the shared pass. Fails when trainable parameters are
+    missing from the optimizer (a head replaced after it was built) and when no parameter with
+    a gradient moves because every group has lr=0. Warns on tensors the optimizer holds that
+    are not in the model, and on parameters with a gradient that stay bit-identical after the
+    step (lost below float precision, or one lr=0 group)."""
     spec = ctx.spec
     model = spec.model
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

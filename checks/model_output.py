@@ -9,21 +9,31 @@ from __future__ import annotations
 import torch
 
 from cvdoctor.finding import Problem, report_problems, skipped
-from cvdoctor.model.facts import (CLIPPED_ZERO_FRACTION, class_index_targets, main_output,
-                                  relu_clipped_fraction, rows_are_probabilities,
-                                  targets_tensor, valid_labels)
+from cvdoctor.model.facts import (class_index_targets, clipped_zero_fraction, main_output,
+                                  probability_kind, targets_tensor, valid_labels)
 from cvdoctor.registry import register
 
 TITLE = "Model outputs"
 RECIPES = ["nonfinite-outputs", "head-size-mismatch", "segmentation-output-size", "softmax-twice",
            "clipped-logits", "loss-broadcast-shape"]
 BROADCAST_WARNING = "that is different to the input size"
-MIN_VALUES_FOR_SHAPE_OF_VALUES = 8  # below this, "all outputs in (0, 1)" can be chance
-WIDE_HEAD = 100  # a head this wide with labels that use a tenth of it looks like ImageNet's
+# A head this wide whose labels all fall in its first tenth looks like ImageNet's left on a small
+# dataset. By chance, with labels drawn uniformly over the head, all of WIDE_HEAD_MIN_LABELS land
+# there with probability 0.1 ** 8 = 1e-8; sorted (unshuffled) batches can, hence a warning only.
+WIDE_HEAD = 100
+WIDE_HEAD_MIN_LABELS = 8
 
 
 @register("model.output", order=40, title=TITLE, recipes=RECIPES, needs=["base", "loss_info"])
 def check(ctx):
+    """Reads the outputs of the shared forward pass and what produced them (the autograd node
+    and the last module). Fails on NaN/inf outputs; on a head whose width differs from the
+    given num_classes; on segmentation logits smaller than the masks; on probabilities fed to a
+    loss that applies its own softmax/sigmoid, decided from structure (SoftmaxBackward0,
+    SigmoidBackward0, a final nn.Softmax/nn.Sigmoid) with values only confirming; on logits cut
+    at 0 by a final ReLU/clamp (at least 20% exact zeros, none negative); on output/target shapes
+    the loss broadcasts. Warns when no num_classes is given and a head of 100+ outputs sees
+    labels only in its first tenth. Skips for training_step (outputs not visible)."""
     info = ctx.fact("loss_info")
     base = ctx.fact("base")
     if info.kind == "training_step":
@@ -52,8 +62,8 @@ def check(ctx):
         if info.kind in ("ce", "nll"):
             problems += _classification_problems(ctx, out, y, info)
         elif info.kind == "bce_logits":
-            problems += _probability_problems(out, info.name, dim=None)
-            problems += _clipped(out, info.name)
+            problems += _probability_problems(base.origin, out, info.name, dim=None)
+            problems += _clipped(base.origin, out, info.name)
     k = out.shape[1] if out.dim() >= 2 else 1
     msg = f"outputs {tuple(out.shape)}, finite, range [{float(out.min()):.3g}, " \
           f"{float(out.max()):.3g}]" if not bad else ""
@@ -99,7 +109,7 @@ def _classification_problems(ctx, out, y, info) -> list[Problem]:
             {"head_outputs": k, "num_classes": hint}))
     elif hint is None and y is not None and class_index_targets(out, y) and y.dim() == 1:
         labels = valid_labels(y.long(), info.ignore_index)
-        if (k >= WIDE_HEAD and labels.numel() >= 8 and int(labels.min()) >= 0
+        if (k >= WIDE_HEAD and labels.numel() >= WIDE_HEAD_MIN_LABELS and int(labels.min()) >= 0
                 and int(labels.max()) + 1 <= k // 10):
             problems.append(Problem(
                 "warn", "head-size-mismatch",
@@ -118,24 +128,31 @@ def _classification_problems(ctx, out, y, info) -> list[Problem]:
                 "Make the decoder undo every downsampling (same padding, one upsample per "
                 "pool), or resize logits: F.interpolate(out, size=mask.shape[-2:]).",
                 {"output_spatial": list(out.shape[2:]), "mask_spatial": list(y.shape[1:])}))
-    problems += _probability_problems(out, info.name, dim=1, log=info.kind == "nll")
+    problems += _probability_problems(ctx.fact("base").origin, out, info.name, dim=1,
+                                      log=info.kind == "nll")
     if info.kind == "ce":
-        problems += _clipped(out, info.name)
+        problems += _clipped(ctx.fact("base").origin, out, info.name)
     return problems
 
 
-def _probability_problems(out, loss_name: str, dim: int | None, log: bool = False) -> list[Problem]:
-    """Outputs that are already probabilities (softmax or sigmoid) where the loss applies its own."""
-    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES:
+def _made_by(origin) -> str:
+    if origin.source == "autograd":
+        return f"the output comes from {origin.final_op}"
+    return f"the last module is `{origin.last_module}` ({origin.last_module_type})"
+
+
+def _probability_problems(origin, out, loss_name: str, dim: int | None,
+                          log: bool = False) -> list[Problem]:
+    """Outputs that are already probabilities (softmax or sigmoid) where the loss applies its
+    own: the op that made them says so, the values agree."""
+    kind = probability_kind(origin, out, dim if dim is not None else 1)
+    if kind is None:
         return []
-    if dim is None:
-        is_prob = bool(((out > 0) & (out < 1)).all())
-        what = "all in (0, 1): sigmoid outputs"
+    if kind == "sigmoid":
+        what = f"sigmoid outputs ({_made_by(origin)}; all in [0, 1])"
     else:
-        is_prob = rows_are_probabilities(out, dim)
-        what = f"non-negative and sum to 1 over dim {dim}: softmax outputs"
-    if not is_prob:
-        return []
+        what = (f"softmax outputs ({_made_by(origin)}; non-negative, rows sum to 1 over "
+                f"dim {dim or 1})")
     expects = "log-probabilities" if log else "raw logits"
     return [Problem(
         "fail", "softmax-twice",
@@ -143,18 +160,18 @@ def _probability_problems(out, loss_name: str, dim: int | None, log: bool = Fals
         "predictions sharpen",
         "Return logits from forward (drop the final softmax/sigmoid); apply it only at "
         "inference." if not log else "Return log_softmax from forward, not softmax.",
-        {"probability_outputs": True})]
+        {"probability_outputs": kind, "output_op": origin.final_op,
+         "last_module": origin.last_module})]
 
 
-def _clipped(out, loss_name: str) -> list[Problem]:
-    if out.numel() < MIN_VALUES_FOR_SHAPE_OF_VALUES:
-        return []
-    zeros = relu_clipped_fraction(out)
-    if zeros is None or zeros < CLIPPED_ZERO_FRACTION:
+def _clipped(origin, out, loss_name: str) -> list[Problem]:
+    zeros = clipped_zero_fraction(origin, out)
+    if zeros is None:
         return []
     return [Problem(
         "fail", "clipped-logits",
-        f"no output is negative and {zeros:.0%} are exactly 0: a ReLU after the last layer "
-        f"clips the logits {loss_name} needs",
+        f"{_made_by(origin)}, no output is negative and {zeros:.0%} are exactly 0: an "
+        f"activation after the last layer clips the logits {loss_name} needs",
         "Remove the activation after the final Linear/Conv: the head must return raw logits.",
-        {"zero_fraction": round(zeros, 4)})]
+        {"zero_fraction": round(zeros, 4), "output_op": origin.final_op,
+         "last_module": origin.last_module})]

@@ -31,6 +31,15 @@ RECIPES = ["overfit-lr-too-high", "overfit-lr-too-low", "overfit-weight-decay", 
 
 @register("model.overfit_batch", order=100, title=TITLE, recipes=RECIPES, needs=["base"])
 def check(ctx):
+    """Trains a copy on the one batch with the user's optimizer (time-capped, judged in train
+    mode with dropout off) and stops as soon as the verdict is certain. Passes when it memorizes
+    the batch (full accuracy and 45%+ of the way to the lowest reachable loss) or is clearly
+    learning when the cap ends it. Fails, with one differential re-run as confirmation, when it
+    diverges (lr too high: learns at 10x/100x lower; numerical: diverges at all), when it is
+    dead (90%+ of parameters get zero gradient), when weight decay holds it (learns with
+    weight_decay=0), when probabilities or clipped logits cap the loss, or when nothing moves
+    and no cause is confirmed. Warns when a higher lr learns (lr too low), on an unconfirmed
+    plateau, and when the --budget runs out before a verdict."""
     base = ctx.fact("base")
     if not base.ok or base.model is None:
         return skipped(TITLE, "the forward/loss/backward pass failed, so there is nothing to "
@@ -194,8 +203,10 @@ def _stalled_finding(task, main, ev, rerun):
             else f"stuck on a plateau: {main.summary(task)}")
     cause = task.evidence.get("cause")
     if cause == "probabilities":
-        return failed(TITLE, f"{head}; the outputs are already probabilities (rows sum to "
-                             f"{task.evidence['row_sum']}), so cross-entropy cannot go below "
+        what = (f"rows sum to {task.evidence['row_sum']}"
+                if task.evidence.get("activation") != "sigmoid" else "sigmoid, all in [0, 1]")
+        return failed(TITLE, f"{head}; the outputs are already probabilities ({what}), so "
+                             f"cross-entropy cannot go below "
                              f"{task.evidence['loss_bound']} (softmax applied twice)",
                       "return raw logits from forward(); CrossEntropyLoss applies log-softmax",
                       "overfit-plateau", **ev)

@@ -20,8 +20,14 @@ TITLE = "Train/eval mode behaviour"
 RECIPES = ["model-in-eval-mode", "eval-nondeterministic", "eval-batch-dependent"]
 
 
-@register("model.train_eval", order=90, title=TITLE, recipes=RECIPES, needs=[])
+@register("model.train_eval", order=80, title=TITLE, recipes=RECIPES, needs=[])
 def check(ctx) -> Finding | list[Finding]:
+    """Reads the mode the model came in and runs two eval-mode forwards of the same batch
+    under different seeds with a spy on F.dropout/F.batch_norm. Warns when the model was
+    handed over in eval mode; fails when eval outputs differ between the two runs (dropout
+    with training=True, random ops ungated) and when a module normalizes with batch statistics
+    in eval mode (outputs depend on the rest of the batch). Notes, without a finding, when
+    train and eval outputs are identical despite dropout/BatchNorm modules."""
     user_model = ctx.spec.model
     findings: list[Finding] = []
     notes: list[str] = []

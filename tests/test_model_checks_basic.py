@@ -498,7 +498,76 @@ def test_output_softmax_twice():
 
 def test_output_clipped_logits():
     f = finding(nn.Sequential(SmallCNN(), nn.ReLU()), image_batch(16), "model.output")
-    assert_finding(f, "fail", "clipped-logits", "exactly 0")
+    assert_finding(f, "fail", "clipped-logits", "exactly 0", "ReluBackward0")
+
+
+class _InRange(SmallCNN):
+    """A healthy single-logit head whose raw logits all land in (0, 1): a bias of 0.5 and a
+    tiny weight (what a small random init does by chance about one run in four)."""
+
+    def __init__(self, num_classes=1):
+        super().__init__(num_classes=num_classes)
+        with torch.no_grad():
+            self.head.weight.mul_(1e-3)
+            self.head.bias.fill_(0.5)
+
+
+def test_output_logits_in_0_1_by_chance_are_not_sigmoid_outputs():
+    x, y = image_batch(16)
+    model = _InRange()
+    out = model.eval()(x)
+    assert bool(((out > 0) & (out < 1)).all())  # the values alone look like a sigmoid
+    f = finding(_InRange(), (x, (y % 2).float().unsqueeze(1)), "model.output",
+                loss_fn=nn.BCEWithLogitsLoss())
+    assert f.status == "pass", f.message
+
+
+def test_output_activation_read_from_the_graph_and_from_the_last_module():
+    x, y = image_batch(16)
+    # torch.sigmoid in forward (no nn.Sigmoid module), then a view: found through the view
+    class SigmoidThenView(SmallCNN):
+        def forward(self, x):
+            return torch.sigmoid(super().forward(x)).view(-1, 1)
+
+    f = finding(SigmoidThenView(num_classes=1), (x, (y % 2).float().unsqueeze(1)),
+                "model.output", loss_fn=nn.BCEWithLogitsLoss())
+    assert_finding(f, "fail", "softmax-twice", "SigmoidBackward0")
+    # every parameter frozen: no autograd graph, the last module (nn.Softmax) says it
+    model = nn.Sequential(SmallCNN(), nn.Softmax(dim=1))
+    model.requires_grad_(False)
+    f = finding(model, image_batch(8), "model.output")
+    assert_finding(f, "fail", "softmax-twice", "`1` (Softmax)")
+    # a softmax written by hand: x.exp() / x.exp().sum(); the division plus rows summing to 1
+    class ManualSoftmax(SmallCNN):
+        def forward(self, x):
+            e = super().forward(x).exp()
+            return e / e.sum(1, keepdim=True)
+
+    f = finding(ManualSoftmax(), image_batch(8), "model.output")
+    assert_finding(f, "fail", "softmax-twice", "DivBackward0")
+    # sigmoid outputs into cross-entropy squash the logits as well
+    f = finding(nn.Sequential(SmallCNN(), nn.Sigmoid()), image_batch(8), "model.output")
+    assert_finding(f, "fail", "softmax-twice", "sigmoid outputs")
+
+
+def test_output_structure_without_confirming_values_is_quiet():
+    x, y = image_batch(16)
+
+    class ClampedForStability(SmallCNN):  # clamp(-20, 20) keeps negative logits: not a cut at 0
+        def forward(self, x):
+            return super().forward(x).clamp(-20, 20)
+
+    class Tempered(SmallCNN):  # a division that is not a normalization
+        def forward(self, x):
+            return super().forward(x) / 2.0
+
+    for model in (ClampedForStability(), Tempered()):
+        assert finding(model, (x, y), "model.output").status == "pass"
+    zero_head = SmallCNN()
+    nn.init.zeros_(zero_head.head.weight)
+    nn.init.zeros_(zero_head.head.bias)
+    f = finding(zero_head, (x, y), "model.output")  # all logits exactly 0: not clipped
+    assert f.status == "pass", f.message
 
 
 def test_output_loss_broadcast_warning_is_captured():

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvdoctor.model.facts import (CLIPPED_ZERO_FRACTION, relu_clipped_fraction,
-                                  rows_are_probabilities)
+from cvdoctor.model.facts import clipped_zero_fraction, probability_kind
 
 # Without --budget: the main run stops after this many seconds or steps, each re-run after
 # RERUN_CAP_S. Fixture models memorize well inside these on a 2-core CPU; slower models that are
@@ -82,7 +81,8 @@ def task_for(ctx, base) -> Task:
         c = out.shape[1]
         smoothing = float(getattr(loss_fn, "label_smoothing", 0.0) or 0.0)
         ignore = getattr(loss_fn, "ignore_index", None)
-        evidence = _capping_evidence(out, c) if isinstance(loss_fn, nn.CrossEntropyLoss) else {}
+        evidence = (_capping_evidence(base.origin, out, c)
+                    if isinstance(loss_fn, nn.CrossEntropyLoss) else {})
         if not targets.is_floating_point() and targets.dim() == out.dim() - 1 \
                 and tuple(targets.shape[1:]) == tuple(out.shape[2:]):
             kind = "class" if out.dim() == 2 else "dense"
@@ -112,15 +112,17 @@ def _smoothed_floor(eps: float, c: int) -> float:
     return float(-(on * math.log(on) + (c - 1) * off * math.log(off)))
 
 
-def _capping_evidence(out: torch.Tensor, c: int) -> dict:
-    """Outputs that keep cross-entropy above a floor: probabilities or ReLU-clipped logits."""
-    if rows_are_probabilities(out, 1):
-        # softmax(p) with p one-hot is the best a probability vector can do under cross-entropy
+def _capping_evidence(origin, out: torch.Tensor, c: int) -> dict:
+    """Outputs that keep cross-entropy above a floor: probabilities or ReLU-clipped logits, as
+    the op that produced them says (model.output's reading, facts.probability_kind)."""
+    kind = probability_kind(origin, out, 1)
+    if kind is not None:
+        # softmax(p) with p one-hot is the best values in [0, 1] can do under cross-entropy
         bound = math.log(1 + (c - 1) / math.e)
-        return {"cause": "probabilities", "loss_bound": round(bound, 4),
+        return {"cause": "probabilities", "activation": kind, "loss_bound": round(bound, 4),
                 "row_sum": round(float(out.sum(1).mean()), 4)}
-    zeros = relu_clipped_fraction(out)
-    if zeros is not None and zeros >= CLIPPED_ZERO_FRACTION:
+    zeros = clipped_zero_fraction(origin, out)
+    if zeros is not None:
         return {"cause": "clipped", "zero_fraction": round(zeros, 3)}
     return {}
 

@@ -72,6 +72,9 @@ class Tracer:
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     batch_stats: list[str] = field(default_factory=list)  # modules normalizing on the batch
     dropout: list[tuple[str, float]] = field(default_factory=list)  # modules dropping out
+    # The innermost module that finished last, with its output's first tensor: after the forward,
+    # the module that produced what forward returned when `last[1]` is that tensor.
+    last: tuple[str, torch.Tensor] | None = None
     _stack: list[str] = field(default_factory=list)
     _handles: list[Any] = field(default_factory=list)
     _mode: Any = None
@@ -110,6 +113,13 @@ class Tracer:
         def hook(_module, args, output):
             if self._stack:
                 self._stack.pop()
+            if name != ROOT:
+                y = first_tensor(output)
+                # a parent that returns its child's tensor unchanged keeps the child's name (an
+                # in-place ReLU returns its input object too, but it is no ancestor of the layer)
+                if y is not None and (self.last is None or y is not self.last[1]
+                                      or not self.last[0].startswith(name + ".")):
+                    self.last = (name, y)
             first = name not in self.outputs and name not in self.inputs_outputs \
                 and name not in self.order
             if first:
