@@ -213,3 +213,13 @@ def test_places_names_the_first_few_and_counts_the_rest():
     assert places(issues.to_dict()["row.x"], relative_to="/d") == \
         "labels/a0.txt:1, labels/a1.txt:2, labels/a2.txt:3 and 6 more"
     assert places({"count": 1, "examples": [{"file": "/d/x.jpg"}]}) == "/d/x.jpg"
+
+
+@pytest.mark.slow
+def test_deep_does_not_count_a_file_the_header_already_reported(tmp_path):
+    root = yolo_dataset(tmp_path)
+    img = root / "images" / "train" / "im000.jpg"
+    img.write_bytes(img.read_bytes()[:-200])
+    result = inspect_dataset(str(root), deep=True, workers=2)
+    assert result["issues"]["image.truncated"]["count"] == 1
+    assert result["decoded"] == 7  # the other seven images

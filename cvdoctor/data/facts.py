@@ -78,20 +78,21 @@ def progress_reporter(emit: Callable[[str], None] | None, every_s: float = 2.0):
     stage, at most one line every `every_s` seconds, and one when a stage ends."""
     if emit is None:
         return None
-    last = {"t": 0.0, "stage": None}
+    last = {"t": 0.0, "stage": None, "line": None}
 
     def report(stage: str, done: int, total: int | None) -> None:
         now = time.monotonic()
         finished = total is not None and done >= total
         if stage == last["stage"] and not finished and now - last["t"] < every_s:
             return
-        last.update(t=now, stage=stage)
         if total:
             filled = min(BAR_WIDTH, int(BAR_WIDTH * done / total))
-            bar = "#" * filled + "." * (BAR_WIDTH - filled)
-            emit(f"{stage} [{bar}] {done:,}/{total:,}")
+            line = f"{stage} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:,}/{total:,}"
         else:
-            emit(f"{stage}: {done:,}")
+            line = f"{stage}: {done:,}"
+        if line != last["line"]:
+            emit(line)
+        last.update(t=now, stage=stage, line=line)
 
     return report
 

@@ -47,12 +47,14 @@ def scan(root: str, *, deep: bool = False, progress: ProgressFn | None = None,
     issues = Issues()
     splits_dirs = find_splits(root) or {"(root)": root}
     index = ContentIndex()
+    broken: set[str] = set()  # files the header already reports unreadable: --deep skips them
     reservoir = Reservoir(sample)
     stage = Stage(progress, "image headers", None)
     splits: dict[str, Any] = {}
     for split, folder in splits_dirs.items():
         splits[split] = _scan_split(split, folder, issues, index, stage,
-                                    reservoir if not splits or split.lower() == "train" else None)
+                                    reservoir if not splits or split.lower() == "train" else None,
+                                    broken)
     stage.close()
     _compare_classes(splits, issues)
     hash_stage = Stage(progress, "hashing same-size images", index.candidates())
@@ -63,11 +65,12 @@ def scan(root: str, *, deep: bool = False, progress: ProgressFn | None = None,
     stats_stage.set(len(reservoir.items))
     decoded = 0
     if deep:
-        dstage = Stage(progress, "decoding every image", stage.done, every=16)
+        dstage = Stage(progress, "decoding every image", stage.done - len(broken), every=16)
         for split, folder in splits_dirs.items():
             paths = (e.path for _, cpath in _safe_classes(folder)
                      for e in walk.iter_files(cpath, Issues())
-                     if e.path.lower().endswith(images.TORCHVISION_EXTENSIONS))
+                     if e.path.lower().endswith(images.TORCHVISION_EXTENSIONS)
+                     and e.path not in broken)
             for path, problems in deep_mod.decode_all(paths, workers=workers):
                 decoded += 1
                 dstage.step()
@@ -87,7 +90,7 @@ def _safe_classes(folder: str) -> list[tuple[str, str]]:
 
 
 def _scan_split(split: str, folder: str, issues: Issues, index: ContentIndex, stage: Stage,
-                reservoir: Reservoir | None) -> dict[str, Any]:
+                reservoir: Reservoir | None, broken: set[str]) -> dict[str, Any]:
     try:
         classes = class_folders(folder)
     except OSError as exc:
@@ -128,6 +131,8 @@ def _scan_split(split: str, folder: str, issues: Issues, index: ContentIndex, st
                                detail=f"mode {info['mode']}", mode=info["mode"])
             for code, detail in info["problems"]:
                 issues.add(code, entry.path, split=split, detail=detail)
+            if images.unreadable(info):
+                broken.add(entry.path)
             if reservoir is not None and not info["problems"]:
                 reservoir.offer(entry.path)
         result["class_counts"][name] = n

@@ -26,6 +26,9 @@ TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif
 MIN_SIDE = 10  # ultralytics: "image size (h, w) <10 pixels"
 ORIENTATION = 0x0112  # EXIF tag 274
 JPEG_EOI = b"\xff\xd9"
+# Header problems that leave nothing for --deep to decode (the file is already reported).
+UNREADABLE_CODES = frozenset({"image.empty", "image.not_image", "image.unreadable", "image.corrupt",
+                              "image.truncated", "image.too_large"})
 _TAIL_WINDOW = 4096
 
 # First bytes of files that often sit in image folders under an image name.
@@ -129,6 +132,10 @@ def _check_jpeg_tail(fh: io.BufferedReader, problems: list[tuple[str, str]]) -> 
     else:
         problems.append(("image.truncated",
                          "JPEG end marker (FF D9) missing: the file is cut short"))
+
+
+def unreadable(info: dict[str, Any]) -> bool:
+    return any(code in UNREADABLE_CODES for code, _ in info["problems"])
 
 
 def decode(path: str) -> list[tuple[str, str]]:

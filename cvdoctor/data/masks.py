@@ -97,6 +97,7 @@ def scan(root: str, *, num_classes: int | None = None, deep: bool = False,
     counts: Counter = Counter()
     value_union: set[int] = set()
     masks_with_255 = 0
+    broken: set[str] = set()  # files the header already reports unreadable: --deep skips them
     for entry in walk.iter_files(image_dir, issues, include_hidden=False):
         if images.suffix(entry.path) not in IMAGE_SUFFIXES:
             continue
@@ -105,6 +106,8 @@ def scan(root: str, *, num_classes: int | None = None, deep: bool = False,
         info = images.inspect(entry.path)
         for code, detail in info["problems"]:
             issues.add(code, entry.path, detail=detail)
+        if images.unreadable(info):
+            broken.add(entry.path)
         mpath = _mask_for(entry.path, image_dir, mask_dir)
         if mpath is None:
             issues.add("mask.missing", entry.path,
@@ -165,9 +168,10 @@ def scan(root: str, *, num_classes: int | None = None, deep: bool = False,
                           "(CrossEntropyLoss(ignore_index=255))", masks=masks_with_255)
     decoded = 0
     if deep:
-        dstage = Stage(progress, "decoding every image", counts["images"], every=16)
+        dstage = Stage(progress, "decoding every image", counts["images"] - len(broken),
+                       every=16)
         paths = (e.path for e in walk.iter_files(image_dir, Issues(), include_hidden=False)
-                 if images.suffix(e.path) in IMAGE_SUFFIXES)
+                 if images.suffix(e.path) in IMAGE_SUFFIXES and e.path not in broken)
         for path, problems in deep_mod.decode_all(paths, workers=workers):
             decoded += 1
             dstage.step()

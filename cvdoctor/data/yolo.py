@@ -119,6 +119,7 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
     row_task = task if kpt is not None or task != "pose" else "detect"
 
     index = ContentIndex()
+    broken: set[str] = set()  # files the header already reports unreadable: --deep skips them
     splits: dict[str, Any] = {}
     total = None
     if progress is not None:
@@ -127,7 +128,8 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
     for split, spec in meta["splits"].items():
         if spec["missing"] and len(spec["missing"]) == len(spec["paths"]):
             continue
-        splits[split] = _scan_split(split, spec["paths"], row_task, nc, kpt, index, issues, stage)
+        splits[split] = _scan_split(split, spec["paths"], row_task, nc, kpt, index, issues, stage,
+                                    broken)
     stage.close()
 
     hash_stage = Stage(progress, "hashing same-size images", index.candidates())
@@ -136,12 +138,13 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
 
     decoded = 0
     if deep:
-        dstage = Stage(progress, "decoding every image", total, every=16)
+        dstage = Stage(progress, "decoding every image",
+                       None if total is None else total - len(broken), every=16)
         for split, spec in meta["splits"].items():
             if split not in splits:
                 continue
             paths = (e.path for p in spec["paths"] if os.path.exists(p)
-                     for e in _list_images(p, split, Issues()))
+                     for e in _list_images(p, split, Issues()) if e.path not in broken)
             for path, problems in deep_mod.decode_all(paths, workers=workers):
                 decoded += 1
                 dstage.step()
@@ -159,7 +162,7 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
 
 def _scan_split(split: str, specs: list[str], task: str, nc: int | None,
                 kpt: tuple[int, int] | None, index: ContentIndex, issues: Issues,
-                stage: Stage) -> dict[str, Any]:
+                stage: Stage, broken: set[str]) -> dict[str, Any]:
     rows = RowChecker(task, nc, kpt)
     counts = Counter()
     formats: Counter = Counter()
@@ -185,6 +188,8 @@ def _scan_split(split: str, specs: list[str], task: str, nc: int | None,
                 modes[info["mode"]] += 1
             for code, detail in info["problems"]:
                 issues.add(code, entry.path, split=split, detail=detail)
+            if images.unreadable(info):
+                broken.add(entry.path)
             lpath = label_path(entry.path)
             try:
                 lst = os.stat(lpath)
