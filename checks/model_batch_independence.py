@@ -33,7 +33,8 @@ def _prepare(ctx):
     return model, inputs, None
 
 
-@register("model.batch_independence", order=85, title=TITLE, recipes=RECIPES, needs=[])
+@register("model.batch_independence", order=85, title=TITLE, recipes=RECIPES,
+          needs=["eval_pass"])
 def check(ctx) -> Finding:
     """Perturbs sample 0 of the batch on an eval-mode copy and measures how far the other
     rows of the output move (beyond 1e-4 of their size and 10x a rerun's noise), confirmed by
@@ -45,12 +46,11 @@ def check(ctx) -> Finding:
         return skip
     n = batch_size(inputs)
     seed = ctx.seed
-    try:
-        first_out, first = traced_forward(model, inputs, seed)
-    except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
-        return skipped(TITLE, f"the eval-mode forward raised {type(exc).__name__} "
-                       f"(see model.forward)", error=f"{type(exc).__name__}: {exc}")
-    base = batch_rows(first_out, n)
+    first = ctx.fact("eval_pass")  # the unchanged batch, forwarded once for several checks
+    if first.error is not None:
+        return skipped(TITLE, f"the eval-mode forward raised {first.error.split(':')[0]} "
+                       f"(see model.forward)", error=first.error)
+    base = first.rows
     if not base:
         return skipped(TITLE, f"no floating-point output with the batch ({n}) on its first axis "
                        f"to compare")

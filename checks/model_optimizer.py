@@ -5,12 +5,9 @@ step runs on a copy with the optimizer rebuilt by `ctx.build_optimizer`.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
-from cvdoctor.model.context import rng_guard
 from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
@@ -19,7 +16,7 @@ TITLE = "Optimizer covers and moves the parameters"
 RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-updating"]
 
 
-@register("model.optimizer", order=70, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.optimizer", order=70, title=TITLE, recipes=RECIPES, needs=["one_step"])
 def check(ctx) -> Finding | list[Finding]:
     """Matches the optimizer's parameters with the model's by identity and takes one step with
     the rebuilt optimizer on a copy of the shared pass. Fails when trainable parameters are
@@ -109,38 +106,14 @@ def _step_moves(ctx, trainable, skip: set[str]) -> Finding | str:
     """One step on a copy: trainable params with a non-zero gradient must change.
 
     The copy starts from the shared base pass (its weights and gradients), so the step costs no
-    extra forward/backward unless the optimizer needs a closure.
+    extra forward/backward unless the optimizer needs a closure (the "one_step" fact).
     """
-    base = ctx.fact("base")
-    if not base.ok or base.model is None:
-        return skipped(TITLE, "no step to judge: the shared forward/backward failed "
-                       "(see model.forward, model.gradients)")
-    with rng_guard(ctx.seed):
-        model = copy.deepcopy(base.model)
-        try:
-            opt = ctx.build_optimizer(model)
-        except Exception as exc:  # noqa: BLE001 - a factory that breaks on the copy
-            return skipped(TITLE, f"could not rebuild the optimizer on a copy: "
-                           f"{type(exc).__name__}: {exc}")
-        params = dict(model.named_parameters())
-        x, y = ctx.batch()
-
-        def closure():
-            opt.zero_grad()
-            _, loss = ctx.compute_loss(model, x, y)
-            loss.backward()
-            return loss
-
-        for n, p in params.items():
-            g = base.grads.get(n)
-            p.grad = g.clone() if g is not None else None
-        before = {n: p.detach().clone() for n, p in params.items() if n in trainable}
-        with_grad = {n for n in before if params[n].grad is not None
-                     and params[n].grad.any() and torch.isfinite(params[n].grad).all()}
-        try:
-            opt.step()
-        except Exception:  # noqa: BLE001 - LBFGS and friends need a closure
-            opt.step(closure)
+    step = ctx.fact("one_step")
+    if step.model is None:
+        return skipped(TITLE, f"no step to judge: {step.error}")
+    opt, before = step.optimizer, step.before
+    params = dict(step.model.named_parameters())
+    with_grad = {n for n in step.with_grad if n in trainable}
     lr_of = {}
     for gi, g in enumerate(opt.param_groups):
         for p in g["params"]:

@@ -20,7 +20,7 @@ TITLE = "Train/eval mode behaviour"
 RECIPES = ["model-in-eval-mode", "eval-nondeterministic", "eval-batch-dependent"]
 
 
-@register("model.train_eval", order=80, title=TITLE, recipes=RECIPES, needs=[])
+@register("model.train_eval", order=80, title=TITLE, recipes=RECIPES, needs=["eval_pass"])
 def check(ctx) -> Finding | list[Finding]:
     """Reads the mode the model came in and runs two eval-mode forwards of the same batch
     under different seeds with a spy on F.dropout/F.batch_norm. Warns when the model was
@@ -53,13 +53,16 @@ def check(ctx) -> Finding | list[Finding]:
         return findings or skipped(TITLE, "the inputs carry no tensor with a batch axis")
     model = ctx.copy_model(train=False)
     seed = ctx.seed
+    first = ctx.fact("eval_pass")  # the batch under ctx.seed, forwarded once for several checks
     try:
-        out1, first = traced_forward(model, inputs, seed)
+        if first.error is not None:
+            raise RuntimeError(first.error)
         out2, _ = traced_forward(model, inputs, seed + 1)
     except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
-        return findings or skipped(TITLE, f"the eval-mode forward raised {type(exc).__name__} "
-                                   f"(see model.forward)", error=f"{type(exc).__name__}: {exc}")
-    out1, out2 = batch_rows(out1, n), batch_rows(out2, n)
+        error = first.error or f"{type(exc).__name__}: {exc}"
+        return findings or skipped(TITLE, f"the eval-mode forward raised {error.split(':')[0]} "
+                                   f"(see model.forward)", error=error)
+    out1, out2 = first.rows, batch_rows(out2, n)
     if not out1:
         return findings or skipped(TITLE, f"no floating-point output with the batch ({n}) on "
                                    f"its first axis to compare")

@@ -451,3 +451,96 @@ def clipped_zero_fraction(origin: OutputOrigin | None, out: torch.Tensor) -> flo
         return None
     zeros = relu_clipped_fraction(out)
     return zeros if zeros is not None and zeros >= CLIPPED_ZERO_FRACTION else None
+
+
+# --- one optimizer step on a copy of the shared pass ------------------------------------------
+
+@dataclass
+class OneStep:
+    """The base pass's copy (weights, BatchNorm statistics and gradients after its train-mode
+    forward/backward), copied again and moved by one step of the user's optimizer, rebuilt."""
+
+    model: nn.Module | None = None  # after the step
+    before: dict[str, torch.Tensor] = field(default_factory=dict)  # every parameter, pre-step
+    with_grad: set[str] = field(default_factory=set)  # non-zero finite gradient at the step
+    optimizer: torch.optim.Optimizer | None = None
+    error: str | None = None  # why no step was taken
+
+
+@fact("one_step", needs=["base"])
+def one_step(ctx) -> OneStep:
+    """No extra forward/backward: the step reuses the base pass's gradients (only optimizers
+    that need a closure, LBFGS and friends, run the model again)."""
+    base = ctx.fact("base")
+    result = OneStep()
+    if not base.ok or base.model is None:
+        result.error = "the shared forward/backward failed (see model.forward, model.gradients)"
+        return result
+    with rng_guard(ctx.seed):
+        model = copy.deepcopy(base.model)
+        try:
+            opt = ctx.build_optimizer(model)
+        except Exception as exc:  # noqa: BLE001 - a factory that breaks on the copy
+            result.error = f"could not rebuild the optimizer on a copy: {type(exc).__name__}: {exc}"
+            return result
+        params = dict(model.named_parameters())
+        for n, p in params.items():
+            g = base.grads.get(n)
+            p.grad = g.clone() if g is not None else None
+        result.before = {n: p.detach().clone() for n, p in params.items()}
+        result.with_grad = {n for n, p in params.items() if p.grad is not None
+                            and bool(p.grad.any()) and bool(torch.isfinite(p.grad).all())}
+        x, y = ctx.batch()
+
+        def closure():
+            opt.zero_grad()
+            _, loss = ctx.compute_loss(model, x, y)
+            loss.backward()
+            return loss
+
+        try:
+            opt.step()
+        except Exception:  # noqa: BLE001 - LBFGS and friends need a closure
+            try:
+                opt.step(closure)
+            except Exception as exc:  # noqa: BLE001
+                result.error = f"the optimizer step raised {type(exc).__name__}: {exc}"
+                return result
+    result.model, result.optimizer = model, opt
+    return result
+
+
+# --- the shared eval-mode forward --------------------------------------------------------------
+
+@dataclass
+class EvalPass:
+    """One no-grad forward of the batch on an eval-mode copy, reseeded to ctx.seed, with the
+    call spy (modules that normalize with batch statistics or drop out in eval mode)."""
+
+    n: int | None = None  # batch size: the first axis of the first input tensor
+    outputs: Any = None  # detached
+    rows: list[torch.Tensor] = field(default_factory=list)  # float outputs with the batch first
+    batch_stats: list[str] = field(default_factory=list)
+    dropout: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+@fact("eval_pass")
+def eval_pass(ctx) -> EvalPass:
+    from cvdoctor.model.perturb import batch_rows, traced_forward
+    from cvdoctor.model.tensors import batch_size
+
+    result = EvalPass()
+    inputs, _ = ctx.batch()
+    result.n = batch_size(inputs)
+    try:
+        model = ctx.copy_model(train=False)
+        outputs, tracer = traced_forward(model, inputs, ctx.seed)
+    except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    result.outputs = detach(outputs)
+    result.batch_stats, result.dropout = list(tracer.batch_stats), list(tracer.dropout)
+    if result.n is not None:
+        result.rows = batch_rows(outputs, result.n)
+    return result
