@@ -7,13 +7,13 @@ val) in a temporary folder, reads every file once (so both sides start with a wa
 then times, each side in its own fresh subprocess:
 
 - cvdoctor: `cvdoctor.data.inspect_dataset(data.yaml)` (headers, label rows, duplicates/leakage,
-  .cache files; no --deep);
+  .cache files; no --deep), and the whole `cvdoctor data PATH --json` command (checks, report);
 - ultralytics: building `YOLODataset` for train and val, i.e. its label scan and cache build
   (`verify_image_label` for every image in its ThreadPool, then writing `labels/*.cache`), run on a
   hard-linked copy of the set (it writes there) with YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and a
   temporary YOLO_CONFIG_DIR.
 
-Each child reports the time of the verification step alone, its own peak RSS (ru_maxrss) and the
+Who goes first alternates between repeats. Each child reports the time of the verification step alone, its own peak RSS (ru_maxrss) and the
 RSS after its imports; the parent adds the process wall time. Then a small broken set (one problem
 per file) shows what each side reports. Prints Markdown tables. ultralytics is imported only in
 those children, never by cvdoctor.
@@ -139,6 +139,22 @@ def run_child(code: str, target: Path, env: dict, want_result: bool = False,
     return out
 
 
+def run_cli(target: Path, env: dict, timeout: float = 1800) -> dict:
+    """`cvdoctor data TARGET --json` as a user runs it: wall time and the process's peak RSS."""
+    script = Path(sys.executable).with_name("cvdoctor")
+    cmd = [str(script)] if script.exists() else \
+        [sys.executable, "-c", "from cvdoctor.cli import main; main()"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd + ["data", str(target), "--json"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise RuntimeError(f"cvdoctor data exited {code}")
+    return {"wall_s": wall, "peak_rss_kb": usage.ru_maxrss}
+
+
 def linked_copy(src: Path, dst: Path) -> Path:
     if dst.exists():
         shutil.rmtree(dst)
@@ -155,12 +171,22 @@ def time_size(work: Path, n: int, repeats: int) -> dict:
     cfg = work / "yolo_cfg"
     cfg.mkdir(exist_ok=True)
     env = child_env(cfg)
-    rows = {"cvdoctor": [], "ultralytics": []}
-    for _ in range(repeats):
+    os.sync()  # the generated files' write-back must not land inside the first timing
+
+    def ours():
         rows["cvdoctor"].append(run_child(CVDOCTOR_CHILD, yaml_path, env))
+        rows["cli"].append(run_cli(yaml_path, env))
+
+    def theirs():
         copy = linked_copy(root, work / f"copy{n}")
+        os.sync()
         rows["ultralytics"].append(run_child(ULTRALYTICS_CHILD, copy, env))
         shutil.rmtree(copy)
+
+    rows = {"cvdoctor": [], "ultralytics": [], "cli": []}
+    for i in range(repeats):  # alternate who goes first
+        for side in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+            side()
     shutil.rmtree(root)
     return {"n": n, "generate_s": gen_s, "runs": rows}
 
@@ -302,6 +328,9 @@ def fmt_rows(sizes: list[dict]) -> str:
             lines.append(f"| {entry['n']:,} | {tool} | {best['verify_s']:.2f} | "
                          f"{best['wall_s']:.2f} | {best['peak_rss_kb'] / 1024:.0f} | "
                          f"{best['import_rss_kb'] / 1024:.0f} |")
+        cli = min(entry["runs"]["cli"], key=lambda r: r["wall_s"])
+        lines.append(f"| {entry['n']:,} | `cvdoctor data --json` (whole command) | - | "
+                     f"{cli['wall_s']:.2f} | {cli['peak_rss_kb'] / 1024:.0f} | - |")
     return "\n".join(lines)
 
 
