@@ -107,6 +107,7 @@ class Context:
 
     fact_packages: tuple[str, ...] = ()
     parallel = False
+    target_kind: str | None = None  # None: the command's ordinary targets (see `applies`)
 
     def __init__(self, options: Any = None, recorded: dict[str, Any] | None = None):
         self.options = options
@@ -115,6 +116,13 @@ class Context:
         self._futures: dict[str, Future] = {}
         self._lock = threading.RLock()
         self._loaded = False
+
+    def applies(self, check: Any) -> bool | str:
+        """Whether `check` (a CheckSpec) is part of a run on this context: True runs it, False
+        leaves it out of the report, a string makes it one `skip` finding with that reason.
+        By default a check runs on the kinds of target it declares (`targets=`; none: the
+        command's ordinary targets)."""
+        return self.target_kind in (check.targets or (None,))
 
     # --- options ----------------------------------------------------------------------------
     def option(self, name: str, default: Any = None) -> Any:

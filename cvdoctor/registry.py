@@ -33,6 +33,9 @@ class CheckSpec:
     # The check turns the user's own exception into a finding through the error matcher, so it
     # may also emit any recipe that has error patterns (resolved when it does, not at import).
     error_recipes: bool = False
+    # The kinds of target the check is for (a context's `target_kind`, e.g. "yolo"); empty: the
+    # command's ordinary targets. A context decides with `applies()`.
+    targets: tuple[str, ...] = ()
 
     @property
     def doc(self) -> str:
@@ -53,7 +56,8 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 
 def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: Iterable[str] = (),
-             order: int = 1000, command: str | None = None, error_recipes: bool = False):
+             order: int = 1000, command: str | None = None, error_recipes: bool = False,
+             targets: Iterable[str] = ()):
     """Decorator: ``@register("env.shm", title=..., recipes=[...], needs=["shm"], order=50)``.
 
     `command` defaults to the id's first part (``env.shm`` runs under ``cvdoctor env``).
@@ -65,7 +69,8 @@ def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: I
         if check_id in _REGISTRY:
             raise DuplicateCheckError(f"check id {check_id!r} is registered twice")
         _REGISTRY[check_id] = CheckSpec(check_id, func, title, tuple(recipes), tuple(needs), order,
-                                        command or check_id.split(".", 1)[0], error_recipes)
+                                        command or check_id.split(".", 1)[0], error_recipes,
+                                        tuple(targets))
         return func
 
     return wrap

@@ -13,7 +13,7 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from cvdoctor.factgraph import Context, FactError
-from cvdoctor.finding import ERROR, FAIL, WARN, Finding
+from cvdoctor.finding import ERROR, FAIL, SKIP, WARN, Finding
 from cvdoctor.registry import CheckSpec, all_checks, select_checks
 from cvdoctor.report import Report
 
@@ -106,10 +106,24 @@ def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
     """Select checks of `command`, let the context start gathering what they need, run them."""
     start = time.perf_counter()
     specs = select_checks(all_checks(command), select, ignore)
+    declined: dict[str, str] = {}
     if isinstance(ctx, Context):
-        ctx.prepare(sorted({n for s in specs for n in s.needs}))
+        kept = []
+        for spec in specs:
+            verdict = ctx.applies(spec)
+            if verdict is True:
+                kept.append(spec)
+            elif isinstance(verdict, str) or select:  # asked for by name: say why not
+                declined[spec.id] = verdict if isinstance(verdict, str) else \
+                    "does not apply to this target"
+                kept.append(spec)
+        specs = kept
+        ctx.prepare(sorted({n for s in specs if s.id not in declined for n in s.needs}))
     findings: list[Finding] = []
     for spec in specs:
+        if spec.id in declined:
+            findings.append(Finding(SKIP, spec.title, declined[spec.id], check=spec.id))
+            continue
         if progress:
             progress(f"{spec.id} ...")
         findings.extend(run_check(spec, ctx))

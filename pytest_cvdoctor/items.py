@@ -71,7 +71,9 @@ class CommandTarget(pytest.Collector):
                 from cvdoctor.commands import get_command
 
                 declared = get_command(self.command)
-                values = {o.name: self.state.values.get(o.name) for o in declared.options}
+                values = {o.name: self.state.values.get(
+                    f"{self.command}.{o.name}", self.state.values.get(o.name))
+                    for o in declared.options}
                 target = (self.load_as,) if declared.target and declared.target.many \
                     else self.load_as
                 self._ctx = api.make_context(declared, target, values)

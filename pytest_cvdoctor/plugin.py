@@ -30,13 +30,33 @@ def _commands():
     return [c for c in all_commands().values() if c.click_command is None]
 
 
-def _plugin_options():
-    """(command, option) for each option exposed to pytest, once per option name."""
-    seen: dict[str, Any] = {}
+class PluginOption:
+    """An option of a command exposed to pytest: ``--cvdoctor-<flag>`` and ini ``cvdoctor_<name>``,
+    shared by every command that declares an option of that name (they mean the same). A flag
+    that would clash with a command's item option (``--cvdoctor-model`` for `cvdoctor ckpt
+    --model`) is qualified by its command: ``--cvdoctor-ckpt-model``, ini ``cvdoctor_ckpt_model``."""
+
+    def __init__(self, command, option, qualified: bool):
+        self.command, self.option = command, option
+        base = option.cli_flag.lstrip("-")
+        self.flag = f"--cvdoctor-{command.name}-{base}" if qualified else f"--cvdoctor-{base}"
+        self.ini = (f"cvdoctor_{command.name}_{option.name}" if qualified
+                    else option.ini_name)
+        self.key = f"{command.name}.{option.name}" if qualified else option.name
+
+
+def _plugin_options() -> list[PluginOption]:
+    """The options exposed to pytest, once per option name."""
+    item_flags = {f"--cvdoctor-{c.name}" for c in _commands() if c.plugin_items}
+    seen: dict[str, PluginOption] = {}
     for command in _commands():
         for option in command.options:
-            if option.plugin and option.name not in seen:
-                seen[option.name] = (command, option)
+            if not option.plugin:
+                continue
+            plain = PluginOption(command, option, qualified=False)
+            entry = plain if plain.flag not in item_flags else \
+                PluginOption(command, option, qualified=True)
+            seen.setdefault(entry.key, entry)
     return list(seen.values())
 
 
@@ -54,12 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(f"cvdoctor_{command.name}", type="linelist", default=[],
                           help=f"Targets for generated `cvdoctor {command.name}` items, one per "
                                f"line (like --cvdoctor-{command.name}).")
-    for command, option in _plugin_options():
-        group.addoption(option.plugin_flag, default=None, dest=option.ini_name,
-                        metavar=option.metavar,
-                        help=f"{option.help} Used by the --cvdoctor-{command.name} items, the "
-                             "cvdoctor fixture and the assert_* helpers.")
-        parser.addini(option.ini_name, default="", help=f"Like {option.plugin_flag}.")
+    for entry in _plugin_options():
+        group.addoption(entry.flag, default=None, dest=entry.ini, metavar=entry.option.metavar,
+                        help=f"{entry.option.help} Used by the --cvdoctor-{entry.command.name} "
+                             "items, the cvdoctor fixture and the assert_* helpers.")
+        parser.addini(entry.ini, default="", help=f"Like {entry.flag}.")
     group.addoption("--cvdoctor-strict", action="store_true", default=None,
                     help="Unmet cvdoctor_requires markers fail instead of skipping; warnings "
                          "of cvdoctor checks fail too.")
@@ -77,12 +96,13 @@ def _setting(config: pytest.Config, name: str) -> Any:
     return config.getini(name) if value is None else value
 
 
-def _option_value(config: pytest.Config, option) -> Any:
+def _option_value(config: pytest.Config, entry: PluginOption) -> Any:
     """The option's value from the command line or the ini file, checked like the CLI does."""
-    raw = _setting(config, option.ini_name)
+    option = entry.option
+    raw = _setting(config, entry.ini)
     if raw in (None, ""):
         return None
-    where = f"{option.plugin_flag} / {option.ini_name}"
+    where = f"{entry.flag} / {entry.ini}"
     if option.kind in ("int", "float"):
         kind = int if option.kind == "int" else float
         try:
@@ -120,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cli = config.getoption(f"cvdoctor_{command.name}")
         targets[command.name] = [(t, Path(config.invocation_params.dir)) for t in cli or ()] or \
             [(t, Path(config.rootpath)) for t in config.getini(f"cvdoctor_{command.name}")]
-    values = {option.name: _option_value(config, option) for _, option in _plugin_options()}
+    values = {entry.key: _option_value(config, entry) for entry in _plugin_options()}
     config.stash[SESSION] = CvdoctorSession(
         config, show_env=bool(_setting(config, "cvdoctor_env")), targets=targets, values=values,
         strict=bool(_setting(config, "cvdoctor_strict")),

@@ -62,8 +62,7 @@ def test_every_check_runs_under_a_declared_command():
 
 
 def test_needs_name_registered_facts_in_an_acyclic_graph():
-    load_fact_modules(FACT_PACKAGES + [p for c in _check_commands()
-                                       for p in _context_fact_packages(c)])
+    load_fact_modules(FACT_PACKAGES + _all_fact_packages())
     for spec in all_checks():
         for name in spec.needs:
             assert fact_spec(name) is not None, f"{spec.id} needs unknown fact {name!r}"
@@ -71,16 +70,24 @@ def test_needs_name_registered_facts_in_an_acyclic_graph():
     ctx.closure(sorted({n for s in all_checks() for n in s.needs}))  # raises on a cycle
 
 
-def _context_fact_packages(command) -> list[str]:
-    """The fact packages of the context classes defined beside the command's context factory."""
+def _all_fact_packages() -> list[str]:
+    """The fact packages of every context class in cvdoctor (all its modules imported, probes
+    aside: they are scripts)."""
     import importlib
+    import pkgutil
 
-    mod = importlib.import_module(command.context.partition(":")[0])
-    packages = []
-    for obj in vars(mod).values():
-        if isinstance(obj, type) and issubclass(obj, Context):
-            packages += list(obj.fact_packages)
-    return packages
+    import cvdoctor
+
+    for mod in pkgutil.walk_packages(cvdoctor.__path__, "cvdoctor."):
+        if ".probes." not in mod.name:
+            importlib.import_module(mod.name)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    return sorted({p for cls in subclasses(Context) for p in cls.fact_packages})
 
 
 def test_every_check_documents_itself():
@@ -114,14 +121,20 @@ def test_api_and_cli_derive_from_the_declaration(command):
 
 
 def test_pytest_options_derive_from_the_declarations(pytester):
+    from pytest_cvdoctor.plugin import _plugin_options
+
     result = pytester.runpytest("--help")
+    assert result.ret == 0, result.stderr.str()  # no two options clash
     out = result.stdout.str()
     for command in _check_commands():
         if command.plugin_items:
             assert f"--cvdoctor-{command.name}=" in out, command.name
+    flags = {entry.key: entry.flag for entry in _plugin_options()}
+    for command in _check_commands():
         for o in command.options:
             if o.plugin:
-                assert o.plugin_flag in out, o.name
+                flag = flags.get(o.name) or flags[f"{command.name}.{o.name}"]
+                assert flag in out, o.name
 
 
 # --- facts that break, facts not declared ------------------------------------------------------
@@ -343,3 +356,33 @@ def test_a_consequence_is_shown_under_its_cause(scratch):
 
     assert _emit_report(report, as_json=True, verbose=False, strict=False) == \
         exitcodes.CHECK_FAILED
+
+
+# --- a context decides which checks apply to its target -----------------------------------------
+
+def test_checks_for_other_kinds_of_target_are_left_out_or_skipped(scratch):
+    register("zz.ordinary", title="Ordinary")(lambda ctx: passed("t", "ran"))
+    register("zz.yolo_only", title="YOLO only", targets=["yolo"])(lambda ctx: passed("t", "ran"))
+    try:
+        plain = runner.run("zz", Context())
+        assert plain.check_ids() == ["zz.ordinary"]  # not listed on an ordinary target
+
+        class Yolo(Context):
+            target_kind = "yolo"
+
+        yolo = runner.run("zz", Yolo())
+        assert yolo.check_ids() == ["zz.yolo_only"]
+
+        class Explains(Context):
+            def applies(self, check):
+                return True if check.id == "zz.yolo_only" else "not a classification set-up"
+
+        explained = runner.run("zz", Explains())
+        assert explained["zz.ordinary"].status == "skip"
+        assert explained["zz.ordinary"].message == "not a classification set-up"
+        asked = runner.run("zz", Context(), select=["zz.yolo_only"])
+        assert asked["zz.yolo_only"].status == "skip"
+        assert "does not apply" in asked["zz.yolo_only"].message
+    finally:
+        unregister("zz.ordinary")
+        unregister("zz.yolo_only")
