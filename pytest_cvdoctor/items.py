@@ -1,11 +1,11 @@
 """Zero-code mode: `--cvdoctor-<command> TARGET` adds one test item per check of that command.
 
 TARGET is what the command takes (`cvdoctor model`: a Python file, `package.module:attr` or a zoo
-spec such as `torchvision:resnet18`). The target is loaded when its first item runs, not at
-collection (a broken file must not stop the rest of the suite from being collected), and every
-item of a target shares one context, so shared facts (the model's forward/backward pass) are
-computed once per process. Item names come from the check index, read without importing the
-checks.
+spec such as `torchvision:resnet18`). The target is loaded when its items are collected, so only
+the checks that apply to it become items (a YOLO set-up gets the YOLO checks); a target that does
+not load still gets one item per check, each failing with the loader's message, and the rest of
+the suite is collected and runs as usual. Every item of a target shares one context, so shared
+facts (the model's forward/backward pass) are computed once per process.
 
 Outcomes per finding status: pass -> passed; fail/error -> failed with the measured message, fix
 and recipe; skip -> skipped with the check's reason; warn -> passed with a `CvdoctorWarning` in
@@ -60,8 +60,17 @@ class CommandTarget(pytest.Collector):
                                command=command, target=target, load_as=load_as, state=state)
 
     def collect(self) -> list["CheckItem"]:
+        ids = check_ids(self.command)
+        try:
+            ctx = self.context()
+        except CheckFailed:
+            ctx = None  # every item reports the load error
+        if ctx is not None:
+            from cvdoctor.registry import get_check
+
+            ids = [i for i in ids if ctx.applies(get_check(i)) is not False]
         return [CheckItem.from_parent(self, name=check_id, check_id=check_id)
-                for check_id in check_ids(self.command)]
+                for check_id in ids]
 
     def context(self) -> Any:
         __tracebackhide__ = True
