@@ -139,6 +139,223 @@ def get_recipe(recipe_id: str) -> Recipe | None:
     return load_catalog().get(recipe_id)
 
 
+# --- matching -----------------------------------------------------------------------------------
+#
+# A message, a traceback or a whole training log goes in; recipes whose patterns occur come out,
+# best first. Two things keep it fast on long logs (`explain --file train.log`, `cvdoctor run`):
+# a long text is first cut to the part that can hold the error (`focus`: its end, its first
+# traceback and the latest distinct error lines before it, found with one literal scan), and
+# every pattern carries the literal words it cannot match without (`_needles`), looked up in the
+# lower-cased text before the regex itself runs.
+
+FULL_TEXT = 256 * 1024  # characters: texts up to this size are matched whole
+TAIL = 128 * 1024  # the end of a longer log, always read
+EARLIER = 128 * 1024  # error lines and tracebacks before the tail, latest first
+_LINE_CAP = 2048  # one "line" of a log (a tqdm bar redrawn with \r can be megabytes)
+
+# Case-sensitive literals only: a plain alternation of literals is scanned at memory speed,
+# while IGNORECASE or classes would make this the slowest step on a 10 MB log.
+_MARKER_WORDS = (
+    "Traceback (most recent call last)", "Error", "ERROR", "error", "Exception", "FAIL", "Fail",
+    "fail", "Killed", "killed", "WARN", "Warn", "warn", "Illegal", "illegal", "Segmentation",
+    "Aborted", "Assert", "assert", "signal", "nan", "NaN", "CUDA", "NCCL", "cannot", "Cannot",
+    "not found", "No module", "No such", "denied", "out of memory", "exceeds", "timed out",
+    "Timeout", "Unknown", "corrupt", "truncated", "mismatch",
+)
+_MARKERS = re.compile("|".join(re.escape(w) for w in _MARKER_WORDS))
+_TRACEBACK = "Traceback (most recent call last)"
+
+# The line an exception ends a run with: `RuntimeError: ...`, `[rank1]: torch.OutOfMemoryError:
+# ...`, pytest's `E   RuntimeError: ...`, a quoted `> RuntimeError: ...`, a bare `KeyError` line.
+_EXC_LINE = re.compile(
+    r"^[ \t>|E]*(?:\[[^\]\n]{1,80}\]:?[ \t]*)*(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)"
+    r"\b[^\n]*?(?::|$)", re.M)
+_WARN_LINE = re.compile(r"^[^\n]{0,300}?\b\w*Warning:", re.M)
+# Where the message of an exception ends: a blank line, a new traceback, or another log record
+# (glog `E1203 10:00:00`, `INFO`/`WARNING` records, timestamps, another rank's tagged line).
+_BLOCK_BREAK = re.compile(r"^(?:\s*$|Traceback \(most recent call last\)|  File \"|During handling"
+                          r"|The above exception|[WEIF]\d{4} \d\d:\d\d|\[?(?:INFO|WARNING|ERROR|DEBUG)\b"
+                          r"|\d{4}[-/]\d\d[-/]\d\d[ T]\d|\[rank\d+\]:)", re.M)
+_RANK_TAG = re.compile(r"[ \t]*\[rank\d+\]:[ \t]*")
+# A launcher's own exception (torchrun, accelerate, a subprocess wrapper): the error that ended
+# the run is one of its children's, above it.
+_LAUNCHER = re.compile(
+    r"ChildFailedError|elastic\.multiprocessing\.api:failed \(exitcode|CalledProcessError: Command "
+    r"[^\n]{0,400}(?:torchrun|torch\.distributed\.(?:run|launch)|accelerate|deepspeed)")
+_ROOT_RANK = re.compile(r"Root Cause \(first observed failure\):\s*\[\d+\]:[\s\S]{0,400}?"
+                        r"rank\s*:\s*(\d+)")
+
+
+def _line_bounds(text: str, pos: int, lo: int = 0, hi: int | None = None) -> tuple[int, int]:
+    """Start and end of the line around `pos` (\\n or \\r bounded, at most _LINE_CAP wide)."""
+    hi = len(text) if hi is None else hi
+    start = max(text.rfind("\n", lo, pos), text.rfind("\r", lo, pos)) + 1
+    start = max(start, lo, pos - _LINE_CAP // 2)
+    ends = [e for e in (text.find("\n", pos, hi), text.find("\r", pos, hi)) if e != -1]
+    end = min(ends) if ends else hi
+    return start, min(end, pos + _LINE_CAP // 2)
+
+
+def focus(text: str) -> str:
+    """The part of `text` that matching reads. Short texts are read whole; of a long log, its
+    last 128 KiB, its first traceback, and the latest distinct error lines (each traceback up to
+    its exception) before the tail, up to 128 KiB more. One literal scan: linear in the size."""
+    if len(text) <= FULL_TEXT:
+        return text
+    cut = text.find("\n", len(text) - TAIL) + 1 or len(text) - TAIL
+    regions: list[tuple[int, int]] = []
+    budget = EARLIER
+
+    def block(start: int) -> tuple[int, int]:
+        """A traceback from its header to the end of its exception line (bounded)."""
+        limit = min(start + 16384, cut)
+        exc = _EXC_LINE.search(text, text.find("\n", start, limit) + 1 or limit, limit)
+        end = text.find("\n", exc.end(), limit) if exc else -1
+        return start, (end if end != -1 else limit)
+
+    first = text.find(_TRACEBACK, 0, cut)
+    if first != -1:
+        regions.append(block(_line_bounds(text, first, 0, cut)[0]))
+        budget -= regions[-1][1] - regions[-1][0]
+    seen: set[str] = set()
+    hits = [m.start() for m in _MARKERS.finditer(text, 0, cut)]
+    last_start = cut
+    for pos in reversed(hits):
+        if budget <= 0:
+            break
+        if pos >= last_start:  # another hit on a line already taken
+            continue
+        start, end = _line_bounds(text, pos, 0, cut)
+        last_start = start
+        line = text[start:end]
+        if line in seen:
+            continue
+        seen.add(line)
+        if line.lstrip().startswith(_TRACEBACK):
+            start, end = block(start)
+        regions.append((start, end))
+        budget -= end - start
+    regions.sort()
+    merged: list[list[int]] = []
+    for start, end in regions:
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return "\n".join([*(text[s:e] for s, e in merged), text[cut:]])
+
+
+_CHAINED = re.compile(r"(?:The above exception was the direct cause of the following exception|"
+                      r"During handling of the above exception, another exception occurred):"
+                      r"\s*(?:\[rank\d+\]:\s*)*\Z")
+
+
+def _message_span(text: str, exc: re.Match) -> tuple[int, int]:
+    """An exception line and the lines that continue its message (a wrapped message, the
+    state_dict key list), up to a blank line, a new traceback or another log record."""
+    start = _line_bounds(text, exc.start())[0]
+    limit = min(len(text), start + 4096)
+    pos = text.find("\n", exc.start()) + 1 or len(text)
+    tag = _RANK_TAG.match(text, start)
+    if tag:  # the message goes on while the lines carry the same rank's tag
+        prefix = tag.group(0).strip()
+        while pos < limit and text.startswith(prefix, pos) and not text.startswith(
+                (f"{prefix} Traceback", f"{prefix}   File"), pos):
+            pos = text.find("\n", pos) + 1 or len(text)
+        end = pos
+    else:
+        brk = _BLOCK_BREAK.search(text, pos, limit)
+        end = brk.start() if brk else limit
+    return start, max(end, _line_bounds(text, exc.start())[1])
+
+
+def _decisive(text: str) -> list[tuple[int, int]]:
+    """The spans of the exception that ended the run: the last exception line (with the lines
+    that continue its message) and the exceptions chained before it ("The above exception was
+    the direct cause of ..."), or, when the last one is a launcher's summary (torchrun's
+    ChildFailedError), the root-cause rank's own exception. Empty when there is no exception
+    line (a bare message, a log line)."""
+    lines = [m for m in _EXC_LINE.finditer(text)
+             if not m.group(0).lstrip(" \t>|E").startswith(("raise ", "Traceback"))]
+    if not lines:
+        lines = list(_WARN_LINE.finditer(text))
+        if not lines:
+            return []
+    index = len(lines) - 1
+    last = lines[index]
+    if _LAUNCHER.search(text, last.start(), _line_bounds(text, last.start())[1]):
+        children = [i for i, m in enumerate(lines) if not _LAUNCHER.search(
+            text, m.start(), _line_bounds(text, m.start())[1])]
+        rank = _ROOT_RANK.search(text)
+        tagged = [i for i in children if rank and f"[rank{rank.group(1)}]" in lines[i].group(0)]
+        # The root-cause rank's last exception when its lines are tagged; else the first child
+        # exception (the ranks that fail later usually fail because of the first one).
+        if tagged:
+            index = tagged[-1]
+        elif children:
+            index = children[0]
+    spans = [_message_span(text, lines[index])]
+    # Walk up the chain: a traceback introduced by "The above exception ..." continues the
+    # exception line before it.
+    while index > 0:
+        header = text.rfind(_TRACEBACK, lines[index - 1].end(), lines[index].start())
+        if header == -1 or not _CHAINED.search(
+                text, max(lines[index - 1].end(), header - 300), header):
+            break
+        index -= 1
+        spans.append(_message_span(text, lines[index]))
+    return spans
+
+
+def _needles(pattern: str) -> tuple[str, ...]:
+    """Lower-case words one of which every match of `pattern` must contain (any of them); ()
+    when the pattern has no such literal of 3+ characters (the regex then always runs). Read
+    from the parsed pattern: its longest mandatory run of literal characters, or one run per
+    branch of a mandatory alternation."""
+    try:
+        try:
+            from re import _constants as C, _parser as P  # Python 3.11+
+        except ImportError:  # pragma: no cover - Python 3.10
+            import sre_constants as C  # type: ignore[no-redef]
+            import sre_parse as P  # type: ignore[no-redef]
+        parsed = P.parse(pattern, re.IGNORECASE)
+    except Exception:  # noqa: BLE001 - no prefilter is always correct
+        return ()
+
+    def best(items) -> tuple[str, ...]:
+        options: list[tuple[str, ...]] = []
+        run = ""
+        for op, av in list(items) + [(None, None)]:
+            if op is C.LITERAL:
+                run += chr(av)
+                continue
+            if len(run) >= 3:
+                options.append((run,))
+            run = ""
+            if op is C.SUBPATTERN:
+                options.append(best(av[-1]))
+            elif op in (C.MAX_REPEAT, C.MIN_REPEAT) and av[0] >= 1:
+                options.append(best(av[2]))
+            elif op is C.BRANCH:
+                alts = [best(alt) for alt in av[1]]
+                if all(alts):
+                    options.append(tuple(w for alt in alts for w in alt))
+        options = [o for o in options if o]
+        # The most selective requirement: the one whose shortest word is longest.
+        return max(options, key=lambda o: (min(map(len, o)), -len(o)), default=())
+
+    words = best(parsed.data if hasattr(parsed, "data") else parsed)
+    return tuple(sorted({w.lower() for w in words}))
+
+
+def _prepared(recipe: Recipe) -> list[tuple[re.Pattern, tuple[str, ...]]]:
+    prepared = recipe.__dict__.get("_prepared")
+    if prepared is None:
+        prepared = [(c, _needles(c.pattern)) for c in recipe.compiled]
+        recipe.__dict__["_prepared"] = prepared
+    return prepared
+
+
 @dataclass
 class Match:
     recipe: str
@@ -146,46 +363,70 @@ class Match:
     score: float
     matched_text: str
     line: str
-    fix: str = ""
+    fix: str = ""  # the recipe's one-line fix, or the fix for this message when facts say more
+    facts: dict = field(default_factory=dict)  # values read from the message (cvdoctor.errorfacts)
+    said: str = ""  # those facts in words: "the checkpoint's head has 1000 classes, your model 10"
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "category": self.category, "score": self.score,
-                "matched_text": self.matched_text, "line": self.line, "fix": self.fix}
-
-
-_EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Warning)\b.*:", re.M)
+                "matched_text": self.matched_text, "line": self.line, "fix": self.fix,
+                "facts": self.facts, "said": self.said}
 
 
 def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Match]:
     """Rank recipes whose patterns occur in `text` (a message, a log, a whole traceback).
 
-    Score: patterns of the recipe that matched, plus a bonus when a match sits on the last
-    exception line (the error that ended the run outranks whatever was logged before it), plus a
-    tiny length tie-break that favours more specific patterns.
+    Score: the number of the recipe's patterns that matched (at most 4), plus 2 when one of
+    them sits in the exception that ended the run (the last exception's message, or the
+    root-cause rank's under a launcher such as torchrun: what ended the run outranks whatever
+    was logged before it), plus a tiny length tie-break that favours more specific patterns.
+    Each match carries the facts its recipe's extractor reads from the message
+    (`cvdoctor.errorfacts`) and the fix they lead to.
     """
+    from cvdoctor import errorfacts
+
     catalog = load_catalog() if catalog is None else catalog
-    exc_lines = [m for m in _EXC_LINE.finditer(text)]
-    last_exc = (exc_lines[-1].start(), text.find("\n", exc_lines[-1].start())) if exc_lines else None
+    window = focus(text)
+    lower = window.lower()
+    if len(lower) != len(window):  # a character whose lower case is longer: no prefilter
+        lower = ""
+    decisive = _decisive(window)
     matches: list[Match] = []
     for recipe in catalog.values():
-        hits = []
-        for pattern in recipe.compiled:
-            m = pattern.search(text)
-            if m:
-                hits.append(m)
+        hits: list[re.Match] = []
+        on_decisive: list[re.Match] = []
+        for pattern, needles in _prepared(recipe):
+            if lower and needles and not any(n in lower for n in needles):
+                continue
+            m = pattern.search(window)
+            if not m:
+                continue
+            hits.append(m)
+            for d_start, d_end in decisive:
+                # A hit that overlaps the decisive exception (a pattern may start in the
+                # traceback above it and end on its message: SAM frames ... out of memory).
+                d = m
+                while d and d.end() <= d_start:
+                    d = pattern.search(window, d.start() + 1)
+                if d and d.start() < d_end:
+                    on_decisive.append(d)
+                    break
         if not hits:
             continue
-        on_last = [m for m in hits if last_exc is not None and last_exc[0] <= m.start()
-                   and (last_exc[1] == -1 or m.start() < last_exc[1])]
         longest = max(hits, key=lambda m: len(m.group(0)))
-        score = len(hits) + (1.0 if on_last else 0.0) + min(len(longest.group(0)), 200) / 1000
+        score = (min(len(hits), 3) + (3.0 if on_decisive else 0.0)
+                 + min(len(longest.group(0)), 200) / 1000)
         # Show the hit on the error that ended the run when there is one; one line of it.
-        shown = on_last[0] if on_last else longest
-        line_start = text.rfind("\n", 0, shown.start()) + 1
-        line_end = text.find("\n", shown.start())
-        line = text[line_start:line_end if line_end != -1 else len(text)].strip()
-        matches.append(Match(recipe.id, recipe.category, round(score, 3), shown.group(0),
-                             line[:300], recipe.fix))
+        shown = on_decisive[0] if on_decisive else longest
+        start, end = _line_bounds(window, shown.start())
+        line = window[start:max(end, min(shown.end(), start + 300))].strip()
+        match = Match(recipe.id, recipe.category, round(score, 3), shown.group(0)[:1000],
+                      " ".join(line.split())[:300], recipe.fix)
+        found = errorfacts.extract(recipe.id, window, shown.start())
+        if found:
+            match.facts, match.said = found.values, found.said
+            match.fix = found.fix or recipe.fix
+        matches.append(match)
     matches.sort(key=lambda m: (-m.score, m.recipe))
     return matches
 
