@@ -125,6 +125,11 @@ FIRST = [
     ("mask-size-mismatch", f"train: {W}/data/seg/images/train/0007.jpg: ignoring corrupt image/mask: mask size "
                            "(480, 640) does not match image size (640, 480)"),
     ("mask-size-mismatch", "ValueError: Height and Width of image, mask or masks should be equal."),
+    # older wordings added with issue 11 (YOLOv5's check_dataset, torchvision < 0.10)
+    ("yolo-dataset-path", "WARNING: Dataset not found, nonexistent paths: ['/data/coco128/images/val']"
+                          "\nException: Dataset not found."),
+    ("imagefolder-empty-class", "RuntimeError: Found 0 files in subfolders of: /data/flowers/train\n"
+                                "Supported extensions are: .jpg,.jpeg,.png,.ppm,.bmp,.pgm,.tif"),
 ]
 
 UNRELATED = [

@@ -248,7 +248,13 @@ FIRST = [
                         error="urllib.error.HTTPError: HTTP Error 403: rate limit exceeded")),
     ("hub-http-403", "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: "
                      "https://huggingface.co/api/models/org/model/revision/main"),
-    ("hub-http-403", "urllib.error.HTTPError: HTTP Error 401: Unauthorized"),
+    # A 401 alone is any service's (a GitHub API token, a REST server): only one from a weight
+    # download is ours (issue 11's unrelated corpus holds bare ones).
+    ("hub-http-403", tb("/home/alice/yolo.py:3:<module>:model = torch.hub.load('org/private-"
+                        "repo', 'model')",
+                        "$PY/torch/hub.py:207:_validate_not_a_forked_repo:response = "
+                        "json.loads(_read_url(Request(url, headers=headers)))",
+                        error="urllib.error.HTTPError: HTTP Error 401: Unauthorized")),
     ("hub-http-403", "HTTP request sent, awaiting response... 403 Forbidden\n2024-03-01 10:22:13 "
                      "ERROR 403: Forbidden."),
     ("hub-http-403", "HTTPError 403: Forbidden"),
@@ -557,6 +563,41 @@ FIRST = [
                                 "Aborted. "),
     ("dataloader-worker-crash", "RuntimeError: DataLoader worker (pid(s) 812) exited "
                                 "unexpectedly"),
+    # --- older and other wordings added with issue 11 (tests/test_recipe_patterns_breadth.py has
+    # the full table for that issue's patterns)
+    ("missing-lap", 'requirements: YOLOv8 requirement "lap>=0.4" not found, attempting '
+                    "AutoUpdate..."),
+    ("state-dict-mismatch", "KeyError: 'unexpected key \"module.features.0.weight\" in "
+                            "state_dict'"),
+    ("hub-http-403", "requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: "
+                     "https://huggingface.co/org/private-model/resolve/main/config.json"),
+    ("dtype-mismatch", "RuntimeError: Input type (CUDAHalfTensor) and weight type "
+                       "(CUDAFloatTensor) should be the same"),
+    ("dtype-mismatch", "RuntimeError: Expected tensor for argument #1 'input' to have the same "
+                       "type as tensor for argument #2 'weight'; but type torch.cuda.FloatTensor "
+                       "does not equal torch.cuda.HalfTensor (while checking arguments for "
+                       "cudnn_convolution)"),
+    ("dtype-mismatch", "RuntimeError: expected backend CPU and dtype Float but got backend CPU "
+                       "and dtype Double"),
+    ("dtype-mismatch", "RuntimeError: Expected object of type torch.DoubleTensor but found type "
+                       "torch.FloatTensor for argument #2 'weight'"),
+    ("dtype-mismatch", "RuntimeError: expected dtype Float but got dtype Long"),
+    ("dtype-mismatch", "RuntimeError: Expected object of scalar type Long but got scalar type "
+                       "Float for argument #3 'mat1'"),
+    ("device-mismatch", "RuntimeError: Placeholder storage has not been allocated on MPS "
+                        "device!"),
+    ("device-mismatch", "RuntimeError: Input type (torch.FloatTensor) and weight type\n"
+                        "(torch.cuda.FloatTensor) should be the same or input should be a MKLDNN "
+                        "tensor and weight is a dense tensor"),
+    ("unet-shape-mismatch", "RuntimeError: inconsistent tensor sizes at /pytorch/torch/lib/TH/"
+                            "generic/THTensorMath.c:2864"),
+    ("cuda-oom", "RuntimeError: [enforce fail at CPUAllocator.cpp:64] posix_memalign(&data, "
+                 "gAlignment, nbytes) == 0. 12 vs 0"),
+    ("nan-loss", "FloatingPointError: Loss became infinite or NaN at iteration=512!\nloss_dict = "
+                 "{'loss_cls': nan, 'loss_box_reg': nan}"),
+    ("nan-loss", "ValueError: model outputs are NaN, stopping"),
+    ("nan-loss", "[W python_anomaly_mode.cpp:104] Warning: Error detected in LogSoftmaxBackward0. "
+                 "Traceback of forward call that caused the error:"),
 ]
 
 # Errors that must match none of the recipes above (they may still match someone else's).
