@@ -6,10 +6,12 @@ One finding sums them up: the worst file in the message, every file in the evide
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Optional
 
+from cvdoctor.checkpoint import verdicts
 from cvdoctor.finding import FAIL, PASS, WARN, Finding, failed, passed, warned
 from cvdoctor.registry import register
+from cvdoctor.text import file_size
 
 TITLE = "Checkpoints"
 TRUNCATED = "checkpoint-truncated"
@@ -25,66 +27,64 @@ _TRUNCATION_TEXT = ("failed finding central directory", "unexpected eof", "ran o
                     "eoferror", "file might be corrupted", "truncated")
 
 
-def _mib(n: int | None) -> str:
-    if n is None:
-        return "?"
-    if n < 1024 ** 2:
-        return f"{n:,} bytes"
-    return f"{n / 1024 ** 2:,.1f} MiB" if n < 1024 ** 3 else f"{n / 1024 ** 3:,.2f} GiB"
-
-
 def _redownload(rec: dict[str, Any]) -> str:
-    """The one-line way to get a good copy back, as specific as the file name allows."""
-    known = rec.get("known") or {}
-    path = rec["path"]
-    if known.get("family") == "sam":
-        return f"re-download it: wget -O {path} {known['url']}"
-    if known.get("family") == "yolov8":
-        return f"delete {path}; YOLO('{rec['name']}') downloads it again"
-    if known.get("family") == "torch_hub" and known.get("in_hub_cache"):
-        return f"delete {path}; torch.hub downloads it again (with check_hash) on next use"
-    return f"delete {path} and download or re-save it from its source"
+    return verdicts.redownload(rec)
 
 
-def _size_verdict(rec: dict[str, Any]) -> tuple[str, str | None, str] | None:
+Verdict = tuple[str, Optional[str], str, str]  # (status, recipe, what is wrong or right, fix)
+
+
+def _size_verdict(rec: dict[str, Any]) -> Verdict | None:
     known = rec.get("known") or {}
     size = rec.get("size")
     if known.get("expected_size") and size != known["expected_size"]:
         label = f"SAM {known['variant']}" if known.get("family") == "sam" else rec["name"]
         return (FAIL, HASH_MISMATCH,
-                f"is {size:,} bytes, the official {label} file is {known['expected_size']:,}")
+                f"is {size:,} bytes, the official {label} file is {known['expected_size']:,}",
+                _redownload(rec))
     if known.get("size_range") and not (known["size_range"][0] <= size <= known["size_range"][1]):
         lo, hi = known["size_range"]
         return (WARN, HASH_MISMATCH,
-                f"is {_mib(size)}, outside the approximate {_mib(lo)}-{_mib(hi)} of the official "
-                f"YOLOv8{known['variant']} release (fine if you trained and saved it yourself)")
+                f"is {file_size(size)}, outside the approximate {file_size(lo)}-{file_size(hi)} of the official "
+                f"YOLOv8{known['variant']} release (fine if you trained and saved it yourself)",
+                _redownload(rec))
     return None
 
 
-def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
-    """(status, recipe, what is wrong or right, fix) for one file record."""
-    kind = rec.get("kind")
-    name = rec["name"]
-    pick = rec.get("pickle") or {}
-    redo = _redownload(rec)
+# --- the rules, in order: the first that speaks decides the file's verdict ----------------------
 
+def _denied(rec):
+    pick = rec.get("pickle") or {}
     if pick.get("denied"):
         refs = ", ".join(pick["denied"][:3])
-        return (FAIL, UNSAFE, f"has a pickle that calls {refs}: code that would run on load (never loaded here)",
+        return (FAIL, UNSAFE, f"has a pickle that calls {refs}: code that would run on load "
+                "(never loaded here)",
                 f"delete {rec['path']}; never torch.load it with weights_only=False")
+
+
+def _unreachable(rec):
+    kind = rec.get("kind")
     if kind == "missing":
-        return FAIL, NOT_A_CHECKPOINT, f"is a dangling link ({rec.get('error', '')})", redo
-    if kind == "unreadable":
+        return FAIL, NOT_A_CHECKPOINT, f"is a dangling link ({rec.get('error', '')})", \
+            _redownload(rec)
+    if kind in ("unreadable", "special", "directory"):
         return WARN, LOAD_FAILED, f"cannot be read: {rec.get('error', '')}", \
             f"fix the permissions of {rec['path']}"
+
+
+def _not_a_checkpoint(rec):
+    kind = rec.get("kind")
+    name = rec["name"]
+    redo = _redownload(rec)
     if kind == "empty":
         return FAIL, NOT_A_CHECKPOINT, "is empty (0 bytes): the download never wrote data", redo
     if kind == "lfs-pointer":
         real = (rec.get("lfs") or {}).get("size")
-        size_note = f" for a {_mib(real)} file" if real else ""
+        size_note = f" for a {file_size(real)} file" if real else ""
         return (FAIL, NOT_A_CHECKPOINT,
                 f"is a {rec['size']}-byte Git LFS pointer{size_note}, not the weights",
-                f"git lfs install && git lfs pull --include='{name}' (in the repository it came from)")
+                f"git lfs install && git lfs pull --include='{name}' (in the repository it came "
+                "from)")
     if kind in ("html", "xml", "text"):
         what = {"html": "an HTML page", "xml": "an XML error document", "text": "a text file"}[kind]
         return (FAIL, NOT_A_CHECKPOINT,
@@ -94,71 +94,102 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
         return (FAIL, NOT_A_CHECKPOINT,
                 f"starts with bytes {rec.get('first_bytes', '')[:16]}: not zip, pickle or "
                 "safetensors, so torch.load cannot read it", redo)
+    if kind in verdicts.NOT_CHECKPOINT_KINDS:
+        return (FAIL, NOT_A_CHECKPOINT, f"{verdicts.NOT_CHECKPOINT_KINDS[kind]} "
+                f"({rec['size']:,} bytes)", redo)
+    z = rec.get("zip") or {}
+    if kind == "zip" and z.get("complete") and z.get("format") in ("plain-zip", "npz"):
+        where = (", files not in a subdirectory: " + ", ".join(z["not_in_subdirectory"][:3])
+                 if z.get("not_in_subdirectory") else "")
+        return (FAIL, NOT_A_CHECKPOINT,
+                f"is a zip archive without a torch data.pkl{where} (re-zipped or not a "
+                "torch.save file)", redo)
+    st = rec.get("safetensors") or {}
+    if kind == "safetensors" and st.get("malformed"):
+        return FAIL, NOT_A_CHECKPOINT, f"has a broken safetensors header: {st['problem']}", redo
 
+
+def _structure(rec):
+    kind = rec.get("kind")
     structural = None
-    if kind == "zip":
-        z = rec.get("zip") or {}
-        if not z.get("complete"):
-            structural = z.get("problem", "incomplete zip")
-        elif z.get("format") == "plain-zip":
-            where = (", files not in a subdirectory: " + ", ".join(z["not_in_subdirectory"][:3])
-                     if z.get("not_in_subdirectory") else "")
-            return (FAIL, NOT_A_CHECKPOINT,
-                    f"is a zip archive without a torch data.pkl{where} (re-zipped or not a "
-                    "torch.save file)", redo)
-    elif kind == "safetensors":
-        st = rec.get("safetensors") or {}
-        if st.get("malformed"):
-            return FAIL, NOT_A_CHECKPOINT, f"has a broken safetensors header: {st['problem']}", redo
-        if not st.get("complete"):
-            structural = st.get("problem", "incomplete safetensors file")
-    if structural is None and pick.get("problem"):
-        structural = pick["problem"]
+    z = rec.get("zip") or {}
+    if kind == "zip" and not z.get("complete"):
+        structural = z.get("problem", "incomplete zip")
+    elif kind == "safetensors" and not (rec.get("safetensors") or {}).get("complete"):
+        structural = (rec.get("safetensors") or {}).get("problem", "incomplete safetensors file")
+    if structural is None:
+        structural = (rec.get("pickle") or {}).get("problem") or rec.get("npy_problem")
     if structural is not None:
         expected = (rec.get("known") or {}).get("expected_size")
-        of = f" ({rec['size']:,} of {expected:,} bytes)" if expected else f" ({_mib(rec['size'])})"
-        return FAIL, TRUNCATED, f"is truncated{of}: {structural}", redo
+        of = f" ({rec['size']:,} of {expected:,} bytes)" if expected else f" ({file_size(rec['size'])})"
+        return FAIL, TRUNCATED, f"is truncated{of}: {structural}", _redownload(rec)
 
+
+def _size_fail(rec):
     size = _size_verdict(rec)
     if size and size[0] == FAIL:
-        return size[0], size[1], size[2], redo
+        return size
+
+
+def _hash_mismatch(rec):
     h = rec.get("hash") or {}
     prefix = (rec.get("known") or {}).get("hash_prefix")
     if h.get("hexdigest") and prefix and not h["hexdigest"].startswith(prefix):
         return (FAIL, HASH_MISMATCH,
-                f"has {h['algo'].upper().replace('SHA256', 'SHA-256')} {h['hexdigest'][:len(prefix)]}..., "
-                f"the name promises {prefix}...: different or corrupted content", redo)
+                f"has {h['algo'].upper().replace('SHA256', 'SHA-256')} "
+                f"{h['hexdigest'][:len(prefix)]}..., the name promises {prefix}...: different or "
+                "corrupted content", _redownload(rec))
+
+
+def _foreign(rec):
+    pick = rec.get("pickle") or {}
     if pick.get("foreign"):
         refs = ", ".join(pick["foreign"][:3])
         return (WARN, UNSAFE,
-                f"pickles objects whose code lives outside the libraries cvdoctor knows ({refs}); not "
-                "loaded. Fine if you saved it yourself, a risk if it came from elsewhere",
+                f"pickles objects whose code lives outside the libraries cvdoctor knows ({refs}); "
+                "not loaded. Fine if you saved it yourself, a risk if it came from elsewhere",
                 "load it only if you trust its source; otherwise ask for a state_dict or "
                 "safetensors copy")
-    if size:
-        return size[0], size[1], size[2], redo
-    if pick.get("library"):
-        if any(g.startswith("ultralytics.") for g in pick["library"]):
-            return (PASS, None, "is an ultralytics model pickle (YOLO() loads it with "
-                    "weights_only=False by design; not loaded here)", "")
-        refs = ", ".join(pick["library"][:3])
-        return (WARN, LOAD_FAILED,
-                f"pickles whole Python objects ({refs}); torch.load(weights_only=True), the "
-                "default since torch 2.6, refuses them (not loaded here)",
-                "save and load a state_dict instead; if you trust the file, "
-                "torch.serialization.add_safe_globals([...]) those classes")
 
+
+def _size_warn(rec):
+    return _size_verdict(rec)
+
+
+def _library(rec):
+    pick = rec.get("pickle") or {}
+    if not pick.get("library"):
+        return None
+    if any(g.startswith("ultralytics.") for g in pick["library"]):
+        return (PASS, None, "is an ultralytics model pickle (YOLO() loads it with "
+                "weights_only=False by design; not loaded here)", "")
+    refs = ", ".join(pick["library"][:3])
+    return (WARN, LOAD_FAILED,
+            f"pickles whole Python objects ({refs}); torch.load(weights_only=True), the default "
+            "since torch 2.6, refuses them (not loaded here)",
+            "save and load a state_dict instead; if you trust the file, "
+            "torch.serialization.add_safe_globals([...]) those classes")
+
+
+def _torch_refuses(rec):
     refusal = (rec.get("zip") or {}).get("torch_refuses")
     if refusal:
-        return (FAIL, LOAD_FAILED, f"cannot be read by torch.load: {refusal}", redo)
+        return (FAIL, LOAD_FAILED, f"cannot be read by torch.load: {refusal}", _redownload(rec))
+
+
+def _cuda_saved(rec):
     load = rec.get("load") or {}
-    status = load.get("status")
     cuda = [d for d in rec.get("devices") or [] if d.startswith("cuda")]
-    if status == "ok" and cuda and load.get("cuda_available") is False:
+    if load.get("status") == "ok" and cuda and load.get("cuda_available") is False:
         return (WARN, LOAD_FAILED,
                 f"was saved from {', '.join(cuda)}; this machine has no CUDA, so a plain "
                 "torch.load raises 'Attempting to deserialize object on a CUDA device'",
                 f"torch.load('{rec['path']}', map_location='cpu')")
+
+
+def _load_result(rec):
+    load = rec.get("load") or {}
+    status = load.get("status")
     if status == "error":
         text = f"{load.get('error_type', '')}: {load.get('error', '')}"
         low = text.lower()
@@ -171,7 +202,8 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
                     f"if you trust it: torch.serialization.add_safe_globals([{glob}]) before "
                     "torch.load, or re-save the tensors as a plain state_dict")
         if any(t in low for t in _TRUNCATION_TEXT):
-            return FAIL, TRUNCATED, f"is corrupted or truncated: torch.load raises {first[:160]}", redo
+            return (FAIL, TRUNCATED, f"is corrupted or truncated: torch.load raises "
+                    f"{first[:160]}", _redownload(rec))
         return (FAIL, LOAD_FAILED,
                 f"cannot be loaded: torch.load(weights_only=True) raises {load.get('error_type')}: "
                 f"{first[:160]}",
@@ -179,11 +211,27 @@ def assess(rec: dict[str, Any]) -> tuple[str, str | None, str, str]:
     if status == "crashed":
         why = load.get("signal") or load.get("reason") or f"exit {load.get('returncode')}"
         return (FAIL, LOAD_FAILED, f"killed the probe process that loaded it ({why})",
-                f"treat {rec['path']} as corrupted: {redo}")
+                f"treat {rec['path']} as corrupted: {_redownload(rec)}")
     if status == "timeout":
         return (WARN, LOAD_FAILED,
                 f"did not load within {load.get('timeout_s')} s (slow disk or huge file?)",
                 "retry with a larger timeout, or load it by hand to see where it stalls")
+
+
+# Order matters: a payload outranks everything, a broken file outranks what its name promises,
+# what the name promises outranks how the classes load, and only an intact, plain file is
+# judged by the load probe.
+RULES = (_denied, _unreachable, _not_a_checkpoint, _structure, _size_fail, _hash_mismatch,
+         _foreign, _size_warn, _library, _torch_refuses, _cuda_saved, _load_result)
+
+
+def assess(rec: dict[str, Any]) -> Verdict:
+    """(status, recipe, what is wrong or right, fix) for one file record: the first rule of
+    RULES that speaks, else a pass."""
+    for rule in RULES:
+        verdict = rule(rec)
+        if verdict is not None:
+            return verdict
     return PASS, None, _ok_note(rec), ""
 
 

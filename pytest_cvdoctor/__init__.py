@@ -15,6 +15,7 @@ from __future__ import annotations
 from pytest_cvdoctor.assertions import (
     CvdoctorWarning,
     assert_batch_independent,
+    assert_checkpoint_fits,
     assert_dataset_ok,
     assert_gradients_flow,
     assert_healthy,
@@ -26,6 +27,7 @@ from pytest_cvdoctor.assertions import (
 __all__ = [
     "CvdoctorWarning",
     "assert_batch_independent",
+    "assert_checkpoint_fits",
     "assert_dataset_ok",
     "assert_gradients_flow",
     "assert_healthy",

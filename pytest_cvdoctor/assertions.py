@@ -155,3 +155,18 @@ def assert_dataset_ok(path: Any, *, task: str | None = None, num_classes: int | 
         num_classes = _session_value("num_classes")
     report = check_data(str(path), task=task, num_classes=num_classes, deep=deep, **kwargs)
     return _assert_healthy(report, strict, stacklevel=3)
+
+
+def assert_checkpoint_fits(model: Any, path: Any, *, deep: bool = False,
+                           strict: bool | None = None, **kwargs: Any) -> Any:
+    """The checkpoint at `path` is whole, loading it runs no code, and its state dict fits
+    `model` (an nn.Module, never modified; or a TARGET string such as "torchvision:resnet18"):
+    `cvdoctor ckpt PATH --model ...` without loading the file. A prefix or a head of another
+    size warns (the message holds the lines that load it); another variant fails. kwargs go to
+    `cvdoctor.check_ckpt` (select, ignore, num_classes). Returns the report."""
+    __tracebackhide__ = True
+    from cvdoctor import check_ckpt
+
+    kwargs.setdefault("select", ["ckpt.format", "ckpt.safety", "ckpt.integrity", "ckpt.fit"])
+    report = check_ckpt(str(path), model=model, deep=deep, **kwargs)
+    return _assert_healthy(report, strict, stacklevel=3)

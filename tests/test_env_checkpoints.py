@@ -480,7 +480,7 @@ def test_discovery_covers_cwd_hub_cache_and_ultralytics_weights_dir(tmp_path, is
     cfg.mkdir(parents=True)
     (cfg / "settings.json").write_text(json.dumps({"weights_dir": str(yolo_weights)}))
 
-    data = facts.gather(EnvOptions(cwd=cwd))
+    data = EnvContext(EnvOptions(cwd=cwd)).fact("checkpoints")
     found = {pathlib.Path(f["path"]).name: f["place"] for f in data["files"]}
     assert found == {"top.pt": "cwd", "one_level.pt": "cwd", "resnet18-f37072fd.pth": "torch_hub",
                      "yolov8s.pt": "ultralytics"}
@@ -577,14 +577,14 @@ def test_torchscript_archive_passes_without_being_unpickled(ckdir):
 # --- the recipes explain the real error text -----------------------------------------------------
 
 def checkpoint_recipes():
-    """The five recipes this check emits, parsed from their files (independent of the rest of
-    the catalog, which the consistency test covers)."""
+    """The checkpoint recipes (env.checkpoints and cvdoctor ckpt), parsed from their files
+    (independent of the rest of the catalog, which the consistency test covers)."""
     from cvdoctor.catalog import parse_recipe
 
     root = pathlib.Path(__file__).resolve().parents[1] / "recipes"
     recipes = [parse_recipe(p.read_text(encoding="utf-8"), p.name)
                for p in sorted(root.glob("checkpoint-*.md"))]
-    assert len(recipes) == 5
+    assert len(recipes) == 12
     return {r.id: r for r in recipes}
 
 

@@ -137,7 +137,7 @@ def align(ckpt: Mapping[str, Spec], model: Mapping[str, Spec]) -> Alignment:
         return Alignment()
     (strip, add), (matched, same) = max(
         votes.items(), key=lambda kv: (kv[1][1], kv[1][0], -len(kv[0][0]) - len(kv[0][1])))
-    if (strip or add) and matched < MIN_TRANSFORM_SHARE * min(len(ckpt), len(model)):
+    if (strip or add) and (same < 1 or same < MIN_TRANSFORM_SHARE * min(len(ckpt), len(model))):
         # A couple of keys that happen to line up (fc. -> head.) is no prefix: keep keys as they are.
         same_id = votes.get(("", ""), [0, 0])
         return Alignment("", "", same_id[0], same_id[1])
@@ -221,6 +221,8 @@ def describe_architecture(keys: Mapping[str, Spec]) -> dict[str, Any] | None:
             idx = {int(k.split(".")[1]) for k in keys if k.startswith(f"layer{layer}.")
                    and k.split(".")[1].isdigit()}
             blocks.append(max(idx) + 1 if idx else 0)
+        if 0 in blocks:  # only some stages: a partial checkpoint, not another variant
+            return {"family": "resnet", "variant": None, "blocks": blocks, "partial": True}
         name = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
                 ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
                 ((3, 8, 36, 3), True): "resnet152"}.get((tuple(blocks), bottleneck))
@@ -316,12 +318,12 @@ def _verdict(d: Diagnosis) -> None:
         d.verdict = "unrelated"
         d.summary = (f"none of the checkpoint's {d.checkpoint_keys} keys match the model's "
                      f"{d.model_keys}: another architecture")
-    elif ca.get("family") and ca.get("family") == ma.get("family") and \
-            ca.get("variant") != ma.get("variant") and (d.missing or d.unexpected or
-                                                        len(d.mismatched) > 2):
+    elif ca.get("family") and ca.get("family") == ma.get("family") and ca.get("variant") and \
+            ma.get("variant") and ca["variant"] != ma["variant"] and (
+                d.missing or d.unexpected or len(d.mismatched) > 2):
         d.verdict = "variant"
         d.summary = f"{_arch(ca)} weights into a {_arch(ma)} model"
-    elif ca.get("family") and ma.get("family") and ca["family"] != ma["family"]:
+    elif ca.get("variant") and ma.get("family") and ca.get("family") != ma["family"]:
         d.verdict = "variant"
         d.summary = f"{_arch(ca)} weights into a {_arch(ma)} model"
     elif d.head and not d.missing:

@@ -16,10 +16,10 @@ import io
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cvdoctor.checkpoint import discovery, hashes, known, loading
-from cvdoctor.checkpoint.scan import Scan, inspect_file as _inspect, judge
+from cvdoctor.checkpoint import discovery, hashes, known, loading, records
 from cvdoctor.checkpoint.safety import LEGACY_NAMES, classify_ref
-from cvdoctor.facts import EnvOptions, provider
+from cvdoctor.checkpoint.scan import Scan, judge
+from cvdoctor.factgraph import fact
 
 # The names this module has always offered (tests and recorded facts use them).
 EXTENSIONS = discovery.EXTENSIONS
@@ -38,12 +38,7 @@ def classify_global(ref: str) -> str:
 
 
 def inspect_file(path: Path, place: str, deep: bool = False) -> dict[str, Any]:
-    rec = _inspect(Path(path), deep=deep)
-    rec["place"] = place
-    found = known.identify_name(Path(path).name, place)
-    if found:
-        rec["known"] = found
-    return rec
+    return records.file_records([(Path(path), place)], deep=deep)[0]
 
 
 def scan_pickle(stream: BinaryIO) -> dict[str, Any]:
@@ -62,18 +57,22 @@ def scan_pickle(stream: BinaryIO) -> dict[str, Any]:
     return out
 
 
-@provider("checkpoints")
-def gather(options: EnvOptions) -> dict[str, Any]:
-    places = discovery.search_places(Path(options.cwd), options.checkpoint_dirs)
+@fact("checkpoints")
+def gather(ctx) -> dict[str, Any]:
+    """Checkpoint files in the usual places, each inspected from its bytes (the same records as
+    `cvdoctor ckpt`), hash-checked and, when plain data, loaded with weights_only=True."""
+    deep = bool(ctx.option("deep", False))
+    cwd = Path(ctx.option("cwd") or Path.cwd())
+    places = discovery.search_places(cwd, ctx.option("checkpoint_dirs", ()) or ())
     paths, capped = discovery.discover(places)
-    files = [inspect_file(p, place, deep=options.deep) for p, place in paths]
+    files = records.file_records(paths, deep=deep)
     for rec in files:
         st = rec.pop("structure", None) or {}  # env reports verdicts, not layouts
         if st.get("devices"):
             rec["devices"] = st["devices"]
-    cache_note = hashes.attach_hashes(files, options.deep)
-    loading.attach_loads(files, options.deep, options.timeout_s)
-    out: dict[str, Any] = {"places": places, "files": files, "deep": options.deep,
+    cache_note = records.attach_hashes(files, deep)
+    records.attach_loads(files, deep, float(ctx.option("timeout_s", 60.0)))
+    out: dict[str, Any] = {"places": places, "files": files, "deep": deep,
                            "load_limit_bytes": LOAD_LIMIT_BYTES, "max_files": MAX_FILES,
                            "capped": capped, "hash_cache": str(hashes.cache_file())}
     if cache_note:

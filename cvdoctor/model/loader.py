@@ -43,6 +43,8 @@ TORCHVISION_DEFAULT_SIZE = 224
 FILE_HINTS: dict[str, type | tuple[type, ...]] = {
     "num_classes": int,
     "input_shape": (tuple, list),
+    "checkpoint": str,  # a weights file the model is meant to load (model.checkpoint checks it)
+    "weights": str,
 }
 
 
@@ -402,7 +404,7 @@ def _load_zoo(zoo: str, name: str, options: LoadOptions, target: str):
                                        options.batch_size or DEFAULT_BATCH_SIZE)
     return ModelSpec(model=model, inputs=inputs, targets=targets, num_classes=num_classes,
                      input_shape=tuple(input_shape), name=target, batch_source="synthesized",
-                     loss_source="default")
+                     loss_source="default", hints=dict(options.hints))
 
 
 def _torchvision_model(name: str, options: LoadOptions, target: str):
