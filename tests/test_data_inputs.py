@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,33 @@ def test_deep_does_not_count_a_file_the_header_already_reported(tmp_path):
     result = inspect_dataset(str(root), deep=True, workers=2)
     assert result["issues"]["image.truncated"]["count"] == 1
     assert result["decoded"] == 7  # the other seven images
+
+
+def test_a_process_wide_image_open_patch_is_bypassed(tmp_path, monkeypatch):
+    """Importing ultralytics replaces PIL.Image.open with a wrapper that, on a file Pillow cannot
+    identify, runs a requirement check (pip) and raises what that raises. The checks use
+    Pillow's own open: no install attempt, no crash. The wrapper is modelled here, in a module
+    that keeps the original the way ultralytics.utils.patches does."""
+    import types
+
+    from PIL import Image
+    calls = []
+    fake = types.ModuleType("fake_ultralytics_patches")
+    fake._image_open = Image.open
+
+    def image_open(filename, *args, **kwargs):
+        calls.append(filename)
+        try:
+            return fake._image_open(filename, *args, **kwargs)
+        except Image.UnidentifiedImageError:
+            raise ModuleNotFoundError("No module named 'pi_heif'") from None
+
+    image_open.__module__ = fake.__name__
+    fake.image_open = image_open
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(Image, "open", image_open)
+    root = imagefolder_dataset(tmp_path)
+    (root / "train" / "cat" / "junk.jpg").write_bytes(os.urandom(200))
+    result = inspect_dataset(str(root))
+    assert examples(result, "image.unreadable")[0]["file"].endswith("junk.jpg")
+    assert result["stats"]["images"] > 0 and calls == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -43,6 +44,25 @@ _NOT_IMAGE = (
     (b"{", "a JSON document"),
     (b"\x00\x05\x16\x07", "a macOS resource fork ('._' file), not an image"),
 )
+
+
+def pil_open(fp: Any) -> Image.Image:
+    """Pillow's own `Image.open`, even when another library replaced it in this process.
+
+    Importing ultralytics swaps `PIL.Image.open` for a wrapper that, on a file Pillow cannot
+    identify, runs its requirement check (which may try to pip-install a HEIF plugin) and raises
+    whatever that raises. A user's test session or notebook may have imported it before cvdoctor
+    runs; the dataset checks must neither install anything nor crash on a bad file, so they call
+    the original, which such wrappers keep a reference to."""
+    opener = Image.open
+    if getattr(opener, "__module__", "") != Image.__name__:
+        wrapper_module = sys.modules.get(getattr(opener, "__module__", "") or "")
+        for value in vars(wrapper_module).values() if wrapper_module else ():
+            if callable(value) and getattr(value, "__module__", "") == Image.__name__ and \
+                    getattr(value, "__name__", "") == "open":
+                opener = value
+                break
+    return opener(fp)
 
 
 def suffix(path: str) -> str:
@@ -80,16 +100,18 @@ def inspect(path: str, allowed_formats: frozenset[str] | None = None) -> dict[st
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    im = Image.open(fh)
+                    im = pil_open(fh)
                 except Image.DecompressionBombError as exc:
                     problems.append(("image.too_large", str(exc).split(". ")[0]))
                     return info
-                except UnidentifiedImageError:
+                except Exception as exc:  # noqa: BLE001 - Pillow (or a wrapper) refused it
                     what = _sniff(head)
                     if what:
                         problems.append(("image.not_image", f"the file is {what}"))
-                    else:
+                    elif isinstance(exc, (UnidentifiedImageError, OSError)):
                         problems.append(("image.unreadable", "cannot identify image file"))
+                    else:
+                        problems.append(("image.unreadable", _short(exc)))
                     return info
                 fmt = (im.format or "").upper()
                 info.update(format=fmt, width=im.size[0], height=im.size[1], mode=im.mode)
@@ -100,7 +122,7 @@ def inspect(path: str, allowed_formats: frozenset[str] | None = None) -> dict[st
                 if fmt == "PNG":  # the one Pillow format whose verify() checks anything (CRCs)
                     fh.seek(0)
                     try:
-                        Image.open(fh).verify()
+                        pil_open(fh).verify()
                     except Exception as exc:  # noqa: BLE001 - any verify failure: a bad file
                         problems.append(("image.corrupt", _short(exc)))
                 if fmt in ("JPEG", "MPO"):
@@ -143,7 +165,7 @@ def decode(path: str) -> list[tuple[str, str]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with pil_open(path) as im:
                 im.load()
     except Image.DecompressionBombError as exc:
         return [("image.too_large", str(exc).split(". ")[0])]

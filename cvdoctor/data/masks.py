@@ -16,6 +16,7 @@ from PIL import Image, ImageChops
 
 from cvdoctor.data import deep as deep_mod, images, walk
 from cvdoctor.data.issues import Issues
+from cvdoctor.data.images import pil_open
 from cvdoctor.data.progress import ProgressFn, Stage
 
 PAIRS = (("images", "masks"), ("images", "mask"), ("images", "annotations"),
@@ -50,7 +51,7 @@ def mask_values(path: str) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": None, "size": None, "format": None, "values": None,
                            "colours": None, "gray_rgb": False, "error": None}
     try:
-        with Image.open(path) as im:
+        with pil_open(path) as im:
             out.update(mode=im.mode, size=im.size, format=im.format)
             im.load()
             if im.mode in ("RGB", "RGBA"):

@@ -11,7 +11,9 @@ import random
 import warnings
 from typing import Any
 
-from PIL import Image, ImageStat
+from PIL import ImageStat
+
+from cvdoctor.data.images import pil_open
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +46,7 @@ def channel_stats(paths: list[str]) -> dict[str, Any] | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with Image.open(path) as im:
+                with pil_open(path) as im:
                     im.draft("RGB", (_MAX_SIDE, _MAX_SIDE))
                     rgb = im.convert("RGB")
         except Exception:  # noqa: BLE001 - a bad image is reported by the header checks
