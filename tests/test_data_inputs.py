@@ -229,28 +229,32 @@ def test_deep_does_not_count_a_file_the_header_already_reported(tmp_path):
 def test_a_process_wide_image_open_patch_is_bypassed(tmp_path, monkeypatch):
     """Importing ultralytics replaces PIL.Image.open with a wrapper that, on a file Pillow cannot
     identify, runs a requirement check (pip) and raises what that raises. The checks use
-    Pillow's own open: no install attempt, no crash. The wrapper is modelled here, in a module
-    that keeps the original the way ultralytics.utils.patches does."""
+    Pillow's own open: no install attempt, no crash. The wrapper is modelled on
+    ultralytics.utils.patches (the original kept as a module global), imported after cvdoctor
+    and stacked on whatever Image.open already is."""
     import types
 
     from PIL import Image
-    calls = []
-    fake = types.ModuleType("fake_ultralytics_patches")
-    fake._image_open = Image.open
 
-    def image_open(filename, *args, **kwargs):
-        calls.append(filename)
-        try:
-            return fake._image_open(filename, *args, **kwargs)
-        except Image.UnidentifiedImageError:
-            raise ModuleNotFoundError("No module named 'pi_heif'") from None
-
-    image_open.__module__ = fake.__name__
-    fake.image_open = image_open
+    from cvdoctor.data import images
+    fake = types.ModuleType("fake_image_patches")
+    fake.calls = []
+    exec(  # noqa: S102 - the module's source, as a library would ship it
+        "from PIL import Image\n"
+        "_image_open = Image.open\n"
+        "def image_open(filename, *args, **kwargs):\n"
+        "    calls.append(filename)\n"
+        "    try:\n"
+        "        return _image_open(filename, *args, **kwargs)\n"
+        "    except Image.UnidentifiedImageError:\n"
+        "        raise ModuleNotFoundError(\"No module named 'pi_heif'\") from None\n",
+        fake.__dict__)
     monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.setattr(Image, "open", image_open)
+    monkeypatch.setattr(Image, "open", fake.image_open)
     root = imagefolder_dataset(tmp_path)
     (root / "train" / "cat" / "junk.jpg").write_bytes(os.urandom(200))
-    result = inspect_dataset(str(root))
-    assert examples(result, "image.unreadable")[0]["file"].endswith("junk.jpg")
-    assert result["stats"]["images"] > 0 and calls == []
+    for captured in (images._PILLOW_OPEN, None):  # imported before the patch, or after it
+        monkeypatch.setattr(images, "_PILLOW_OPEN", captured)
+        result = inspect_dataset(str(root))
+        assert examples(result, "image.unreadable")[0]["file"].endswith("junk.jpg")
+        assert result["stats"]["images"] > 0 and fake.calls == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-import sys
+import types
 import warnings
 from typing import Any
 
@@ -46,22 +46,50 @@ _NOT_IMAGE = (
 )
 
 
+def _is_pillows(func: Any) -> bool:
+    return getattr(func, "__module__", None) == Image.__name__ and \
+        getattr(func, "__name__", None) == "open"
+
+
+# Pillow's own open, when nothing had replaced it yet at import (the usual case).
+_PILLOW_OPEN = Image.open if _is_pillows(Image.open) else None
+
+
+def _unwrap_open(opener: Any) -> Any:
+    """Follow wrappers of Image.open back to Pillow's function: through `__wrapped__`, closure
+    cells, or the wrapper module's globals (where ultralytics keeps the original as
+    `_image_open`), several layers deep. None when it cannot be found."""
+    for _ in range(8):
+        if _is_pillows(opener):
+            return opener
+        inner = getattr(opener, "__wrapped__", None)
+        if inner is None:
+            refs = [c.cell_contents for c in (getattr(opener, "__closure__", None) or ())
+                    if c.cell_contents is not opener]
+            refs += [v for v in (getattr(opener, "__globals__", None) or {}).values()
+                     if v is not opener]
+            found = next((r for r in refs if _is_pillows(r)), None)
+            if found is not None:
+                return found
+            inner = next((r for r in refs if isinstance(r, types.FunctionType) and
+                          r.__module__ != getattr(opener, "__module__", None) and
+                          "open" in r.__name__), None)
+        if inner is None:
+            return None
+        opener = inner
+    return None
+
+
 def pil_open(fp: Any) -> Image.Image:
     """Pillow's own `Image.open`, even when another library replaced it in this process.
 
     Importing ultralytics swaps `PIL.Image.open` for a wrapper that, on a file Pillow cannot
     identify, runs its requirement check (which may try to pip-install a HEIF plugin) and raises
     whatever that raises. A user's test session or notebook may have imported it before cvdoctor
-    runs; the dataset checks must neither install anything nor crash on a bad file, so they call
-    the original, which such wrappers keep a reference to."""
+    runs; the dataset checks must neither install anything nor crash on a bad file."""
     opener = Image.open
-    if getattr(opener, "__module__", "") != Image.__name__:
-        wrapper_module = sys.modules.get(getattr(opener, "__module__", "") or "")
-        for value in vars(wrapper_module).values() if wrapper_module else ():
-            if callable(value) and getattr(value, "__module__", "") == Image.__name__ and \
-                    getattr(value, "__name__", "") == "open":
-                opener = value
-                break
+    if not _is_pillows(opener):
+        opener = _PILLOW_OPEN or _unwrap_open(opener) or opener
     return opener(fp)
 
 
