@@ -170,3 +170,43 @@ def assert_checkpoint_fits(model: Any, path: Any, *, deep: bool = False,
     kwargs.setdefault("select", ["ckpt.format", "ckpt.safety", "ckpt.integrity", "ckpt.fit"])
     report = check_ckpt(str(path), model=model, deep=deep, **kwargs)
     return _assert_healthy(report, strict, stacklevel=3)
+
+
+def assert_ddp_ready(model_or_file: Any, batch: Any = None, *, world_size: int = 2,
+                     timeout: float | None = None, strict: bool | None = None,
+                     **kwargs: Any) -> Any:
+    """`model_or_file` trains under DistributedDataParallel on `world_size` processes (checks
+    model.ddp*): cvdoctor starts a real torch.distributed process group (gloo on CPU, NCCL with
+    one GPU per rank), every rank wraps the model in DDP and takes two steps; every trainable
+    parameter must get a gradient on every rank, the replicas must stay in sync, the loader must
+    split the data, and BatchNorm should see enough samples per rank.
+
+    A model file (or "package.module:attr") is loaded by every rank itself, as under torchrun. An
+    nn.Module (with `batch` = (inputs, targets), or input_shape=...) reaches the ranks pickled:
+    its class must be importable (defined at module level, not inside the test), and a script
+    that calls this needs an `if __name__ == "__main__":` guard. `timeout` (seconds, default 60)
+    bounds every collective and any rank without progress. kwargs go to cvdoctor.check_model
+    (loss_fn, optimizer, training_step, ...). A run that could not start skips the test with the
+    reason. Returns the report."""
+    __tracebackhide__ = True
+    import os
+
+    select = kwargs.pop("select", ["model.ddp*"])
+    if isinstance(model_or_file, (str, os.PathLike)):
+        from cvdoctor.api import make_context, run_context
+        from cvdoctor.commands import all_commands
+
+        values = {"ddp": world_size, "ddp_timeout": timeout, **kwargs}
+        ctx = make_context(all_commands()["model"], os.fspath(model_or_file), values)
+        report = run_context("model", ctx, select=select)
+    else:
+        from cvdoctor import check_model
+
+        report = check_model(model_or_file, batch, ddp=world_size, ddp_timeout=timeout,
+                             select=select, **kwargs)
+    runs = report.get_all("model.ddp")
+    if runs and all(f.status == "skip" for f in runs):
+        import pytest
+
+        pytest.skip(f"cvdoctor model.ddp could not run: {runs[0].message}")
+    return _assert_healthy(report, strict, stacklevel=3)

@@ -13,7 +13,11 @@ TARGET is one of:
                               loss_fn/criterion or training_step, build_optimizer/optimizer
   package.module:attr         the same, from an importable module (attr: the model)
   torchvision:resnet18        a zoo model with random weights and its own input size
-  timm:vit_tiny_patch16_224""",
+  timm:vit_tiny_patch16_224
+  ultralytics:yolov8n.yaml    a YOLO model yaml (random weights) or weights (yolov8n.pt, a
+  path/to/best.pt             path), trained one step on --data; or a file that builds YOLO()
+  segment_anything:vit_b      a SAM model type (vit_b, vit_l, vit_h) with --checkpoint FILE; or
+                              a file that sets up SAM (sam_model_registry, SamPredictor)""",
     context="cvdoctor.model.context:context_for_target",
     target=Target("TARGET", "a model file, package.module:attr or a zoo spec"),
     options=(
@@ -23,7 +27,8 @@ TARGET is one of:
         Option("num_classes", "Number of classes in your data (head size for zoo models).",
                kind="int", min=1, metavar="N", plugin=True),
         Option("batch_size", "Samples per batch: size of a synthesized batch, or keep the first "
-               "B of yours.", kind="int", min=1, metavar="B", api=False),
+               "B of yours; YOLO: the training batch.", kind="int", min=1, metavar="B",
+               api=False),
         Option("device", "Where to run the checks (default: where the model's parameters are).",
                kind="choice", choices=("cpu", "cuda")),
         Option("budget", "Time cap for the slow checks (overfitting one batch).", kind="float",
@@ -31,6 +36,17 @@ TARGET is one of:
         Option("model_name", "Attribute or factory in the file that gives the model (default: "
                "build_model, get_model, create_model, model).", flag="--model", metavar="NAME",
                api=False),
+        Option("data", "YOLO: the data.yaml to train on (default: the file's data=).",
+               kind="path", metavar="DATA.yaml", api=False, plugin=True),
+        Option("imgsz", "YOLO: training image size (default: the file's, the checkpoint's, 640).",
+               kind="int", min=1, metavar="PX", api=False),
+        Option("workers", "YOLO: DataLoader workers (default: the file's, 8).", kind="int", min=0,
+               metavar="N", api=False),
+        Option("checkpoint", "SAM: the checkpoint for segment_anything:vit_b|vit_l|vit_h "
+               "(default: the file's checkpoint=).", kind="path", metavar="FILE", api=False,
+               plugin=True),
+        Option("deep", "Run the full-size parts too: SAM's real image encoder at 1024 px, "
+               "16 YOLO images instead of 4.", kind="bool", default=False, api=False),
     ),
     api_params=(
         Param("model", "the nn.Module to check (never modified)", required=True, positional=True),

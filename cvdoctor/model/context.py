@@ -107,7 +107,7 @@ def error_info(exc: BaseException, module: str | None = None) -> ErrorInfo:
 
 
 class ModelContext(Context):
-    fact_packages = ("cvdoctor.model.facts", "cvdoctor.facts")
+    fact_packages = ("cvdoctor.model.facts", "cvdoctor.facts", "cvdoctor.ddp.facts")
     parallel = False  # forward passes on the user's model: on demand, in this thread
 
     def __init__(self, spec: ModelSpec, *, device: str | torch.device | None = None,

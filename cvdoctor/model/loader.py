@@ -45,6 +45,8 @@ FILE_HINTS: dict[str, type | tuple[type, ...]] = {
     "input_shape": (tuple, list),
     "checkpoint": str,  # a weights file the model is meant to load (model.checkpoint checks it)
     "weights": str,
+    "ddp": int,  # trained with DDP on N processes; get_batch() is one rank's batch (model.ddp*)
+    "ddp_timeout": (int, float),  # seconds: every collective, and a rank without progress
 }
 
 
