@@ -215,9 +215,13 @@ def context_for_target(target: str, values: dict[str, Any], *,
                        recorded: dict[str, Any] | None = None,
                        progress: Callable[[str], None] | None = None) -> ModelContext:
     """`cvdoctor model TARGET`: load the file / module / zoo spec into a ModelSpec."""
+    from cvdoctor.model.families import family_context
     from cvdoctor.model.loader import LoadOptions, load_target
 
     _check_device(values.get("device"))
+    special = family_context(target, values, recorded=recorded, progress=progress)
+    if special is not None:  # YOLO and SAM set-ups have contexts of their own
+        return special
     options = LoadOptions(input_shape=values.get("input_shape"),
                           num_classes=values.get("num_classes"),
                           batch_size=values.get("batch_size"),

@@ -1,0 +1,1 @@
+"""SAM (segment-anything) set-ups in `cvdoctor model`."""
