@@ -269,7 +269,7 @@ def _message_span(text: str, exc: re.Match) -> tuple[int, int]:
     return start, max(end, _line_bounds(text, exc.start())[1])
 
 
-def _decisive(text: str) -> list[tuple[int, int]]:
+def _decisive(text: str, warnings: bool = True) -> list[tuple[int, int]]:
     """The spans of the exception that ended the run: the last exception line (with the lines
     that continue its message) and the exceptions chained before it ("The above exception was
     the direct cause of ..."), or, when the last one is a launcher's summary (torchrun's
@@ -278,7 +278,7 @@ def _decisive(text: str) -> list[tuple[int, int]]:
     lines = [m for m in _EXC_LINE.finditer(text)
              if not m.group(0).lstrip(" \t>|E").startswith(("raise ", "Traceback"))]
     if not lines:
-        lines = list(_WARN_LINE.finditer(text))
+        lines = list(_WARN_LINE.finditer(text)) if warnings else []
         if not lines:
             return []
     index = len(lines) - 1
@@ -366,11 +366,16 @@ class Match:
     fix: str = ""  # the recipe's one-line fix, or the fix for this message when facts say more
     facts: dict = field(default_factory=dict)  # values read from the message (cvdoctor.errorfacts)
     said: str = ""  # those facts in words: "the checkpoint's head has 1000 classes, your model 10"
+    on_error: bool = False  # it matched the exception that ended the run, not an earlier line
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "category": self.category, "score": self.score,
                 "matched_text": self.matched_text, "line": self.line, "fix": self.fix,
-                "facts": self.facts, "said": self.said}
+                "facts": self.facts, "said": self.said, "on_error": self.on_error}
+
+
+# Terminal colour and cursor sequences (rich, loguru, tqdm under a pty): not part of the words.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 
 
 def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Match]:
@@ -387,6 +392,10 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
 
     catalog = load_catalog() if catalog is None else catalog
     window = focus(text)
+    if "\x1b" in window:
+        window = _ANSI.sub("", window)
+    if "\r\n" in window:
+        window = window.replace("\r\n", "\n")
     lower = window.lower()
     if len(lower) != len(window):  # a character whose lower case is longer: no prefilter
         lower = ""
@@ -421,7 +430,7 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
         start, end = _line_bounds(window, shown.start())
         line = window[start:max(end, min(shown.end(), start + 300))].strip()
         match = Match(recipe.id, recipe.category, round(score, 3), shown.group(0)[:1000],
-                      " ".join(line.split())[:300], recipe.fix)
+                      " ".join(line.split())[:300], recipe.fix, on_error=bool(on_decisive))
         found = errorfacts.extract(recipe.id, window, shown.start())
         if found:
             match.facts, match.said = found.values, found.said
@@ -429,6 +438,18 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
         matches.append(match)
     matches.sort(key=lambda m: (-m.score, m.recipe))
     return matches
+
+
+def error_line(text: str) -> str | None:
+    """The line of the exception that ended the run (the root-cause rank's under torchrun), or
+    None when the text holds no exception line."""
+    window = _ANSI.sub("", focus(text)).replace("\r\n", "\n")
+    spans = _decisive(window, warnings=False)
+    if not spans:
+        return None
+    start, _ = spans[0]
+    end = window.find("\n", start)
+    return " ".join(window[start:end if end != -1 else len(window)].split())[:300] or None
 
 
 def error_recipe_ids() -> list[str]:

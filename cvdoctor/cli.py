@@ -349,7 +349,12 @@ def explain(recipe_or_text, list_, file_, as_json):
     for m in top:
         recipe = catalog[m.recipe]
         click.echo(f"Matched: {m.line}")
-        click.echo(f"Recipe:  {recipe.id} [{recipe.category}] (score {m.score})\n")
+        click.echo(f"Recipe:  {recipe.id} [{recipe.category}] (score {m.score})")
+        # The answer first: what the message itself says, and the fix for that case; the
+        # recipe (every case, the background) follows.
+        if m.said:
+            click.echo(f"Facts:   {m.said}")
+        click.echo(f"Fix:     {m.fix or recipe.fix}\n")
         click.echo(f"{recipe.title}\n")
         click.echo(recipe.body, nl=False)
         click.echo("")
