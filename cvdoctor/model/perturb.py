@@ -144,3 +144,108 @@ def first_random_module(model, inputs, seed: int) -> str | None:
         if same_in and random_output(ya, yb):
             return name
     return None
+
+
+# --- does the output depend on the input? ---------------------------------------------------
+
+def replace_inputs(inputs: Any, n: int, how: str) -> Any:
+    """A copy of `inputs` with every batch tensor zeroed (`how="zero"`; integer tensors such as
+    token ids are rolled instead, zero may not be a valid id) or rolled by one sample along the
+    batch axis (`how="roll"`)."""
+    def change(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0 or t.shape[0] != n:
+            return t
+        if how == "zero" and (t.is_floating_point() or t.is_complex()):
+            return torch.zeros_like(t)
+        return t.roll(1, 0)
+
+    return map_tensors(inputs, change)
+
+
+def samples_differ(inputs: Any, n: int) -> bool:
+    """Whether the batch holds at least two different samples."""
+    for t in iter_tensors(inputs):
+        if t.dim() > 0 and t.shape[0] == n and n > 1 and not bool((t == t[:1]).all()):
+            return True
+    return False
+
+
+def rows_constant(rows: list[torch.Tensor]) -> bool:
+    """Every sample got the same output (within REL_TOL of the outputs' size)."""
+    if not rows or rows[0].shape[0] < 2:
+        return False
+    for r in rows:
+        finite = torch.isfinite(r)
+        if not bool(finite.all()):
+            return False
+        if moved(float((r - r[:1]).abs().max()), float(r.abs().max())):
+            return False
+    return True
+
+
+@dataclass
+class InputUse:
+    """How the eval-mode outputs react to the inputs (all on one model)."""
+
+    constant: bool  # every sample gets the same output although the samples differ
+    zero_change: float  # largest output change when the inputs are zeroed
+    roll_change: float | None  # ... when the samples are rolled along the batch (n >= 2)
+    scale: float
+
+    @property
+    def ignores_input(self) -> bool:
+        return not moved(self.zero_change, self.scale) and (
+            self.roll_change is None or not moved(self.roll_change, self.scale))
+
+
+def input_use(model, inputs: Any, n: int, seed: int, rows: list[torch.Tensor]) -> InputUse:
+    """Forward zeroed inputs (and, only when that changes nothing, rolled ones) on `model`."""
+    every = list(range(n))
+    zero_rows = batch_rows(traced_forward(model, replace_inputs(inputs, n, "zero"), seed)[0], n)
+    zero_change, scale = row_change(rows, zero_rows, every)
+    roll_change = None
+    if n >= 2 and not moved(zero_change, scale):
+        rolled = batch_rows(traced_forward(model, replace_inputs(inputs, n, "roll"), seed)[0], n)
+        roll_change, _ = row_change(rows, rolled, every)
+    constant = samples_differ(inputs, n) and rows_constant(rows)
+    return InputUse(constant, zero_change, roll_change, scale)
+
+
+def dead_input_channels(model, inputs: Any, n: int, seed: int) -> list[tuple[int, list[int]]]:
+    """(input tensor index, channels) of image-like inputs (N, C, ...) whose channels have no
+    influence at all on the eval-mode outputs: the gradient of a fixed random projection of the
+    outputs is exactly zero over every sample and position of that channel (and the channel is
+    not all zeros in the batch). Summed over positions, so pixels a strided layer never covers
+    at the border do not count; exact zeros are structure (a slice, a channel never read), not
+    chance."""
+    leaves: list[torch.Tensor] = []
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point() and t.dim() >= 3 and t.shape[0] == n:
+            t = t.detach().clone().requires_grad_(True)
+            leaves.append(t)
+            return t.clone()  # a non-leaf copy: models may modify their input in place
+        return t
+
+    grad_inputs = map_tensors(inputs, leaf)
+    if not leaves:
+        return []
+    gen = torch.Generator().manual_seed(seed)
+    with rng_guard(seed), torch.enable_grad():
+        outputs = call_model(model, grad_inputs)
+        rows = [o for o in iter_tensors(outputs) if o.dim() > 0 and o.shape[0] == n
+                and o.is_floating_point() and o.requires_grad]
+        if not rows:
+            return []
+        objective = sum((r * torch.randn(r.shape, generator=gen).to(r.device, r.dtype)).sum()
+                        for r in rows)
+        grads = torch.autograd.grad(objective, leaves, allow_unused=True)
+    dead = []
+    for i, (x, g) in enumerate(zip(leaves, grads)):
+        dims = [d for d in range(x.dim()) if d != 1]
+        influence = torch.zeros(x.shape[1]) if g is None else g.detach().abs().float().sum(dims)
+        present = x.detach().abs().float().sum(dims) > 0
+        channels = [c for c in range(x.shape[1]) if influence[c] == 0 and bool(present[c])]
+        if channels and len(channels) < x.shape[1]:
+            dead.append((i, channels))
+    return dead
