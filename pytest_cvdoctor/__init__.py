@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from pytest_cvdoctor.assertions import (
     CvdoctorWarning,
+    assert_amp_safe,
     assert_batch_independent,
     assert_checkpoint_fits,
     assert_dataset_ok,
     assert_ddp_ready,
+    assert_frozen,
     assert_gradients_flow,
     assert_healthy,
     assert_initial_loss_ok,
@@ -27,10 +29,12 @@ from pytest_cvdoctor.assertions import (
 
 __all__ = [
     "CvdoctorWarning",
+    "assert_amp_safe",
     "assert_batch_independent",
     "assert_checkpoint_fits",
     "assert_dataset_ok",
     "assert_ddp_ready",
+    "assert_frozen",
     "assert_gradients_flow",
     "assert_healthy",
     "assert_initial_loss_ok",

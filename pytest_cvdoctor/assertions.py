@@ -210,3 +210,26 @@ def assert_ddp_ready(model_or_file: Any, batch: Any = None, *, world_size: int =
 
         pytest.skip(f"cvdoctor model.ddp could not run: {runs[0].message}")
     return _assert_healthy(report, strict, stacklevel=3)
+
+
+def assert_frozen(model: Any, batch: Any = None, *, frozen: Any = None,
+                  strict: bool | None = None, **kwargs: Any) -> Any:
+    """The parameters named in `frozen` (names or globs such as "backbone.*") and every
+    parameter with requires_grad=False stay bit-identical after one step of your optimizer, and
+    BatchNorm layers named frozen keep their running statistics in train mode (check
+    model.frozen). kwargs go to `cvdoctor.check_model` (optimizer, loss_fn, ...)."""
+    __tracebackhide__ = True
+    kwargs["frozen"] = frozen
+    return _run_one("model.frozen", model, batch, strict, kwargs)
+
+
+def assert_amp_safe(model: Any, batch: Any = None, *, amp: str = "bfloat16",
+                    grad_scaler: bool | None = None, strict: bool | None = None,
+                    **kwargs: Any) -> Any:
+    """Training under torch.autocast(dtype=`amp`) ("bfloat16" or "float16") gives finite
+    outputs, loss and gradients within what the precision explains of float32, and, for float16,
+    `grad_scaler` says whether a GradScaler keeps gradients from underflowing (check model.amp).
+    kwargs go to `cvdoctor.check_model`."""
+    __tracebackhide__ = True
+    kwargs.update(amp=amp, grad_scaler=grad_scaler)
+    return _run_one("model.amp", model, batch, strict, kwargs)

@@ -36,6 +36,16 @@ TARGET is one of:
         Option("model_name", "Attribute or factory in the file that gives the model (default: "
                "build_model, get_model, create_model, model).", flag="--model", metavar="NAME",
                api=False),
+        Option("frozen", "Parameters that must not move in training, by name or glob "
+               "(backbone.*); repeatable or comma-separated (default: the file's frozen = [...]).",
+               multiple=True, metavar="NAMES", plugin=True,
+               convert="cvdoctor.model.frozen:parse_frozen"),
+        Option("amp", "Check mixed precision: the autocast dtype training uses (default: the "
+               "file's amp = ... / autocast_dtype = ...).", kind="choice",
+               choices=("bfloat16", "float16"), metavar="DTYPE", plugin=True),
+        Option("grad_scaler", "Whether training uses a GradScaler with --amp (default: the "
+               "file's grad_scaler = True/False).", kind="choice", choices=("yes", "no"),
+               convert="cvdoctor.model.amp:parse_grad_scaler"),
         Option("data", "YOLO: the data.yaml to train on (default: the file's data=).",
                kind="path", metavar="DATA.yaml", api=False, plugin=True),
         Option("imgsz", "YOLO: training image size (default: the file's, the checkpoint's, 640).",

@@ -43,6 +43,10 @@ TORCHVISION_DEFAULT_SIZE = 224
 FILE_HINTS: dict[str, type | tuple[type, ...]] = {
     "num_classes": int,
     "input_shape": (tuple, list),
+    "frozen": (list, tuple, str),  # names/globs of parameters that must not move (model.frozen)
+    "amp": str,  # autocast dtype training uses: "bfloat16" / "float16" (model.amp)
+    "autocast_dtype": object,  # the same as a torch.dtype (torch.float16)
+    "grad_scaler": (bool, object),  # True/False, or the torch.amp.GradScaler training uses
     "checkpoint": str,  # a weights file the model is meant to load (model.checkpoint checks it)
     "weights": str,
     "ddp": int,  # trained with DDP on N processes; get_batch() is one rank's batch (model.ddp*)
