@@ -55,6 +55,9 @@ def check_safety(ctx):
     def judge(rec):
         if v.format_problem(rec) and not rec.get("safety"):
             return "not a checkpoint (ckpt.format); nothing to scan"
+        if rec.get("kind") == "zip" and not rec.get("safety") and \
+                not (rec.get("zip") or {}).get("eocd"):
+            return "the archive has no directory to read (ckpt.integrity); nothing was scanned"
         return v.safety_problems(rec), v.safety_sentence(rec)
 
     return _each(ctx, SAFETY_TITLE, judge)

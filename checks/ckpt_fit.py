@@ -67,6 +67,10 @@ def check_fit(ctx):
     out: list[Finding] = []
     for rec in recs:
         d = fits.get(rec["path"])
+        if (rec.get("safety") or {}).get("verdict") == "denied":
+            out.append(skipped(TITLE, f"{rec.get('name')}: not checked, it fails the safety scan "
+                               "(ckpt.safety)", path=rec["path"]))
+            continue
         if d is None:
             out.append(skipped(TITLE, f"{rec.get('name')}: no tensors could be read (see "
                                "ckpt.format and ckpt.integrity)", path=rec["path"]))

@@ -185,8 +185,10 @@ def gather_fit(ctx) -> dict[str, Any]:
                          top=st.get("top"), param_keys=model.get("params"))
         result = d.to_dict()
         verdict = (rec.get("safety") or {}).get("verdict", safety.DATA)
-        result["code"] = fit.loading_code(d, rec["path"], fmt=rec.get("format") or "",
-                                          weights_only=verdict == safety.DATA)
+        allowed = _safe_globals(rec) if verdict == safety.LIBRARY else None
+        result["code"] = fit.loading_code(
+            d, rec["path"], fmt=rec.get("format") or "", weights_only=verdict == safety.DATA,
+            safe_globals=[g.replace(":", ".") for g in allowed] if allowed else None)
         result["model"] = model.get("label")
         out[rec["path"]] = result
     return out

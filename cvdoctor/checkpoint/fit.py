@@ -377,17 +377,31 @@ def _subscript(path: str) -> str:
     return "".join(f"[{int(p)}]" if p.isdigit() else f"[{p!r}]" for p in path.split(".")) if path else ""
 
 
+MAX_SAFE_GLOBALS_SHOWN = 6  # more classes than this: a whole pickled model, say so instead
+
+
 def loading_code(d: Diagnosis, path: str, *, model_name: str = "model", fmt: str = "torch-zip",
-                 weights_only: bool = True, skip_head: bool = False) -> list[str]:
-    """The lines that load `path` into `model_name`, given the diagnosis."""
+                 weights_only: bool = True, skip_head: bool = False,
+                 safe_globals: list[str] | None = None) -> list[str]:
+    """The lines that load `path` into `model_name`, given the diagnosis. `safe_globals`
+    ("module.Name" classes the scan judged library code) keeps weights_only=True for files that
+    pickle a few library objects (argparse.Namespace, pathlib paths)."""
     lines: list[str] = []
     if fmt == "safetensors":
         lines += ["from safetensors.torch import load_file", f"ckpt = load_file({path!r})"]
     else:
-        lines.append("import torch")
-        if weights_only:
-            lines.append(f"ckpt = torch.load({path!r}, map_location='cpu', weights_only=True)")
+        if not weights_only and safe_globals and len(safe_globals) <= MAX_SAFE_GLOBALS_SHOWN:
+            modules = sorted({g.rpartition(".")[0] for g in safe_globals})
+            lines += [f"import {m}" for m in modules if m != "torch"] + ["import torch"]
+            lines.append("# the file pickles these library objects; allow exactly them")
+            lines.append(f"with torch.serialization.safe_globals([{', '.join(safe_globals)}]):")
+            lines.append(f"    ckpt = torch.load({path!r}, map_location='cpu', weights_only=True)")
+            weights_only = True
         else:
+            lines.append("import torch")
+        if weights_only and not lines[-1].startswith("    ckpt"):
+            lines.append(f"ckpt = torch.load({path!r}, map_location='cpu', weights_only=True)")
+        elif not weights_only:
             lines.append("# the file pickles whole objects: only load it if you trust its source")
             lines.append(f"ckpt = torch.load({path!r}, map_location='cpu', weights_only=False)")
     expr = "ckpt" + _subscript(d.container)

@@ -52,8 +52,11 @@ def gather(ctx) -> dict[str, Any] | None:
                          top=st.get("top"), param_keys=specs["params"])
         result = d.to_dict()
         verdict = (rec.get("safety") or {}).get("verdict", safety.DATA)
-        result["code"] = fit.loading_code(d, str(path), fmt=rec.get("format") or "",
-                                          weights_only=verdict == safety.DATA)
+        allowed = [x["global"] for x in (rec.get("safety") or {}).get("findings", [])
+                   if x["category"] == safety.LIBRARY and x["global"]]
+        result["code"] = fit.loading_code(
+            d, str(path), fmt=rec.get("format") or "", weights_only=verdict == safety.DATA,
+            safe_globals=allowed if verdict == safety.LIBRARY else None)
         result["model"] = type(model).__name__
         out["fit"] = result
     return out

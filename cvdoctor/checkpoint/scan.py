@@ -277,6 +277,7 @@ def _scan_zip(scan: Scan, f: BinaryIO, size: int, rec: dict[str, Any], label: st
     except ZipError as exc:
         z["problem"] = str(exc)
         z["eocd"] = "end-of-central-directory" not in str(exc)
+        rec.setdefault("format", "zip")  # which kind of zip cannot be told without a directory
         return
     z["eocd"] = True
     z["members"] = len(archive.entries)

@@ -33,7 +33,7 @@ FORMAT_WORDS = {
     "(_use_new_zipfile_serialization=False)", "torchscript": "a TorchScript archive (torch.jit.save)",
     "safetensors": "a safetensors file", "npy": "a numpy .npy array", "npz": "a numpy .npz archive",
     "plain-pickle": "a plain pickle (pickle.dump, not torch.save)", "torch-tar": "torch's oldest "
-    "tar format", "plain-zip": "a zip archive without a torch data.pkl", "tar": "a tar archive",
+    "tar format", "zip": "a zip archive whose directory cannot be read", "plain-zip": "a zip archive without a torch data.pkl", "tar": "a tar archive",
 }
 NOT_CHECKPOINT_KINDS = {
     "empty": "is empty (0 bytes): the download or copy never wrote data",
