@@ -25,6 +25,8 @@ from pytest_cvdoctor.assertions import (
     assert_initial_loss_ok,
     assert_optimizer_covers_model,
     assert_overfits_one_batch,
+    assert_sam_ready,
+    assert_yolo_ready,
 )
 
 __all__ = [
@@ -40,4 +42,6 @@ __all__ = [
     "assert_initial_loss_ok",
     "assert_optimizer_covers_model",
     "assert_overfits_one_batch",
+    "assert_sam_ready",
+    "assert_yolo_ready",
 ]

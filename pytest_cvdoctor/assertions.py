@@ -233,3 +233,43 @@ def assert_amp_safe(model: Any, batch: Any = None, *, amp: str = "bfloat16",
     __tracebackhide__ = True
     kwargs.update(amp=amp, grad_scaler=grad_scaler)
     return _run_one("model.amp", model, batch, strict, kwargs)
+
+
+def _model_target_report(target: Any, values: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """`cvdoctor model TARGET` with option values, as the command line runs it."""
+    from cvdoctor.api import make_context, run_context
+    from cvdoctor.commands import all_commands
+
+    ctx = make_context(all_commands()["model"], str(target),
+                       {k: v for k, v in values.items() if v is not None})
+    return run_context("model", ctx, select=kwargs.get("select"), ignore=kwargs.get("ignore"))
+
+
+def assert_yolo_ready(target: Any, data: Any = None, *, imgsz: int | None = None,
+                      batch: int | None = None, workers: int | None = None,
+                      strict: bool | None = None, **kwargs: Any) -> Any:
+    """The YOLO set-up `target` ("ultralytics:yolov8n.yaml", a .pt, or a file that builds
+    YOLO(...)) trains on `data` (a data.yaml; default: the file's data=): weights present,
+    classes consistent with the dataset and a fine-tuned checkpoint, settings that fit the
+    machine, and one real step through ultralytics' own trainer and loss (in a contained
+    subprocess: offline, nothing written to the dataset). kwargs: select, ignore. Returns the
+    report."""
+    __tracebackhide__ = True
+    values = {"data": str(data) if data is not None else None, "imgsz": imgsz,
+              "batch_size": batch, "workers": workers}
+    report = _model_target_report(target, values, kwargs)
+    return _assert_healthy(report, strict, stacklevel=3)
+
+
+def assert_sam_ready(target: Any, checkpoint: Any = None, *, deep: bool = False,
+                     strict: bool | None = None, **kwargs: Any) -> Any:
+    """The SAM set-up `target` ("segment_anything:vit_b" with `checkpoint`, or a file that sets
+    SAM up with optional get_image()/get_prompts()/training_step) is ready: the checkpoint fits
+    the model type, the image and prompts meet SamPredictor's contract, the encoder fits the
+    device's memory, and a fine-tuned encoder is really frozen. `deep` runs the real encoder.
+    kwargs: select, ignore. Returns the report."""
+    __tracebackhide__ = True
+    values = {"checkpoint": str(checkpoint) if checkpoint is not None else None,
+              "deep": deep or None}
+    report = _model_target_report(target, values, kwargs)
+    return _assert_healthy(report, strict, stacklevel=3)

@@ -96,9 +96,11 @@ def file_family(path: str) -> str | None:
                                                   "build_sam_vit_l", "build_sam_vit_h"}:
         return "sam"
     if "segment_anything" in imports and any(
-            isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
-            and n.value.id == "sam_model_registry" for n in ast.walk(tree)):
-        return "sam"
+            (isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+             and n.value.id == "sam_model_registry")
+            or (isinstance(n, ast.Attribute) and n.attr in ("mask_decoder", "image_encoder"))
+            for n in ast.walk(tree)):
+        return "sam"  # a registry lookup, or code that reaches into SAM's parts (fine-tuning)
     return None
 
 
