@@ -20,10 +20,19 @@ def check(ctx):
 
     Fails when the fp16 loss is NaN/inf; warns when it differs from the float32 loss by more
     than 5%, or when the GPU is one on which ultralytics switches AMP off by name (training then
-    runs in float32: slower, twice the activation memory). Skips without a CUDA device."""
+    runs in float32: slower, twice the activation memory; told from the GPU facts, so a recorded
+    machine says it too). Otherwise skips without a CUDA device."""
     skip = skip_unless_yolo(ctx, TITLE)
     if skip:
         return skip
+    gpu = ctx.fact("gpu") or {}
+    devices = (gpu.get("devices") or []) if gpu.get("present") else []
+    name = devices[0].get("name", "") if devices else ""
+    if AMP_DISABLED_GPUS.search(name or ""):
+        return warned(TITLE, f"ultralytics switches AMP off on {name} by name: training runs in "
+                      "float32 (slower, about twice the activation memory)",
+                      "Expect float32 speed and memory on this GPU; lower batch if it runs out.",
+                      AMP, gpu=name)
     if ctx.device.type != "cuda":
         return skipped(TITLE, "no CUDA device in this run: AMP only runs on a GPU (ultralytics "
                        "trains in float32 on CPU)")
@@ -31,14 +40,7 @@ def check(ctx):
     why = model_missing(probe)
     if why:
         return skipped(TITLE, why)
-    devices = (ctx.fact("gpu") or {}).get("devices") or []
-    name = devices[0].get("name", "") if devices else ""
     amp = probe.get("amp")
-    if AMP_DISABLED_GPUS.search(name or ""):
-        return warned(TITLE, f"ultralytics switches AMP off on {name} by name: training runs in "
-                      "float32 (slower, about twice the activation memory)",
-                      "Expect float32 speed and memory on this GPU; lower batch if it runs out.",
-                      AMP, gpu=name)
     if not amp:
         return skipped(TITLE, "the probe did not reach the training step (see "
                        "model.yolo_train_step)")

@@ -42,11 +42,14 @@ def check(ctx):
     problems: list[Problem] = []
     notes: list[str] = []
 
-    imgsz = imgsz_value(settings.get("imgsz")) or 640
+    raw = settings.get("imgsz")
+    imgsz = imgsz_value(raw) or 640
     stride = max(int(trainer.get("stride") or model.get("stride_max") or 32), 32)
     used = trainer.get("imgsz_used")
     used = imgsz_value(used) if used is not None else -(-imgsz // stride) * stride
-    if imgsz % stride:
+    if raw is not None and imgsz_value(raw) is None:
+        notes.append(f"imgsz {raw!r} is not a size (see model.yolo_train_step)")
+    elif imgsz % stride:
         down, up = max(stride, imgsz // stride * stride), used
         problems.append(Problem(
             "warn", IMGSZ,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 # (check, recipe or "pass") -> why the suite cannot make it here
 EXEMPT: dict[tuple[str, str], str] = {
+    ("model.yolo_amp", "pass"): "compares the fp16-autocast and float32 loss on a CUDA device; "
+                                "this machine has none (the warn is made from a recorded GPU)",
 }
 
 

@@ -277,6 +277,43 @@ def test_dataset_ultralytics_refuses(tmp_path, body, recipe, words):
     assert got["model.yolo_train_step"][0][0] == "skip"
 
 
+@pytest.mark.slow
+def test_trainer_refusal_is_reported_with_its_message(tmp_path, contained):
+    """An error no recipe knows (here ultralytics' own imgsz validation) is a fail with the
+    trainer's message and the stage it stopped at."""
+    make_dataset(contained / "ds")
+    (contained / "train.py").write_text("from ultralytics import YOLO\n"
+                                        "model = YOLO('yolov8n.yaml')\n"
+                                        "data = 'ds/data.yaml'\nimgsz = '64px'\n")
+    code, report = run_model("train.py")
+    got = statuses(report)
+    assert got["model.yolo_train_step"] == [("fail", "forward-error")]
+    f = findings(report)["model.yolo_train_step"][0]
+    assert "'imgsz=64px' is not a valid image size" in f["message"]
+    assert "imgsz '64px' is not a size" in findings(report)["model.yolo_settings"][0]["message"]
+
+
+def test_amp_on_a_gpu_ultralytics_runs_in_fp32(healthy):
+    """A recorded GTX 1660 SUPER (ultralytics switches AMP off on the 16xx series by name)."""
+    import copy
+    import json
+
+    from cvdoctor.api import make_context, run_context
+    from cvdoctor.commands.model import COMMAND
+
+    _, probe, _, _, _ = healthy
+    here = Path(__file__).parent
+    gpu = copy.deepcopy(json.loads((here / "facts" / "rtx5090_old_wheel.json").read_text())["gpu"])
+    gpu["devices"][0].update(name="NVIDIA GeForce GTX 1660 SUPER", total_memory=6 * 2 ** 30,
+                             free_memory=5 * 2 ** 30, used_memory=2 ** 30, capability=[7, 5])
+    ctx = make_context(COMMAND, "ultralytics:yolov8n.yaml", {"data": "data.yaml"},
+                       recorded={"yolo_probe": probe, "gpu": gpu})
+    report = run_context("model", ctx, select=["model.yolo_amp"]).to_dict()
+    f = report["findings"][0]
+    assert (f["status"], f["recipe"]) == ("warn", "ultralytics-amp-check"), f
+    assert "GTX 1660 SUPER" in f["message"]
+
+
 # --- weights ---------------------------------------------------------------------------------
 
 def test_missing_official_weights_is_a_finding_not_a_download(contained):

@@ -212,8 +212,10 @@ class Containment:
     def block_downloads(self) -> None:
         """Replace ultralytics' download helpers (in every loaded ultralytics module that holds
         them) before the rest of ultralytics is imported; call again after later imports."""
-        import ultralytics.utils.downloads as downloads  # noqa: F401 - imports ultralytics.utils
-        import ultralytics.utils.checks  # noqa: F401
+        import importlib
+
+        for name in ("ultralytics.utils.downloads", "ultralytics.utils.checks"):
+            importlib.import_module(name)  # the modules whose helpers everyone imports
 
         replacements = self._replacements()
         for mod_name, module in list(sys.modules.items()):

@@ -549,9 +549,7 @@ def run(spec: dict[str, Any], tmp: Path, out: dict[str, Any]) -> None:
         for key, value in values.items():
             if value is not None and key not in resolved:
                 resolved[key], sources[key] = value, source
-    if isinstance(resolved.get("imgsz"), (list, tuple)) and resolved["imgsz"]:
-        resolved["imgsz"] = max(int(v) for v in resolved["imgsz"])
-    spec["imgsz"] = int(resolved.get("imgsz") or 640)
+    spec["imgsz"] = resolved.get("imgsz") or 640  # as given: ultralytics judges it
     data_path = resolved.get("data")
     out["settings"] = {k: _plain(v) for k, v in resolved.items()}
     out["settings_source"] = sources
