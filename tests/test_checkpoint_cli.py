@@ -538,3 +538,15 @@ def test_model_checkpoint_skips_when_none_is_named(tmp_path):
                                       "model.checkpoint", "--json"])
     (finding,) = json.loads(result.stdout)["findings"]
     assert finding["status"] == "skip" and "no checkpoint named" in finding["message"]
+
+
+def test_requirement_check_for_the_pytest_marker(tmp_path, r18_state):
+    from cvdoctor.checkpoint.records import requirement_unmet
+
+    torch.save(r18_state, tmp_path / "ok.pt")
+    data = (tmp_path / "ok.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:5000])
+    assert requirement_unmet(tmp_path / "ok.pt") is None
+    reason, recipe = requirement_unmet(tmp_path / "cut.pt")
+    assert recipe == "checkpoint-truncated" and "is truncated or corrupted" in reason
+    assert requirement_unmet(tmp_path / "gone.pt")[1] == "checkpoint-not-a-checkpoint"

@@ -54,3 +54,22 @@ def attach_hashes(files: list[dict[str, Any]], deep: bool,
 
 def attach_loads(files: list[dict[str, Any]], deep: bool, timeout_s: float) -> None:
     loading.attach_loads(files, deep, timeout_s)
+
+
+def requirement_unmet(path: Path) -> tuple[str, str] | None:
+    """For `@pytest.mark.cvdoctor_requires(checkpoints=[...])`: (reason, recipe) when the file
+    at `path` is not a usable checkpoint (missing, not a checkpoint, truncated, unsafe), else
+    None. Static only: nothing is loaded, and no torch import."""
+    from cvdoctor.checkpoint import verdicts
+
+    rec = file_records([(Path(path), "requirement")], structure=False)[0]
+    if rec.get("kind") in ("missing", "unreadable", "directory", "special"):
+        return f"needs the checkpoint {path}: {rec.get('error', rec['kind'])}", \
+            verdicts.NOT_A_CHECKPOINT
+    problems = ([p for p in [verdicts.format_problem(rec)] if p]
+                + [p for p in verdicts.integrity_problems(rec) if p.status == "fail"]
+                + [p for p in verdicts.safety_problems(rec) if p.recipe == verdicts.UNSAFE])
+    if not problems:
+        return None
+    return f"needs the checkpoint {path}, which {problems[0].message.split(' ', 1)[1]}", \
+        problems[0].recipe
