@@ -15,6 +15,7 @@ CATEGORIES = (
     "platform", "dataset", "distributed",
 )
 SECTIONS = ("Symptom", "Cause", "Fix", "Verify", "References")
+_HEADING = re.compile(r"^## (\w+)[ \t]*$", re.M)
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -31,7 +32,12 @@ class Recipe:
     body: str
     path: str
     fix: str = ""          # the one-line fix, in the recipe's own words (front matter `fix:`)
-    compiled: list[re.Pattern] = field(default_factory=list, repr=False)
+
+    @property
+    def compiled(self) -> list[re.Pattern]:
+        """The patterns, compiled (once per process, on first use: `explain` compiles only the
+        patterns whose literal words occur in the text)."""
+        return [compile_pattern(p) for p in self.patterns]
 
     def section(self, name: str) -> str:
         m = re.search(rf"^## {re.escape(name)}\s*$(.*?)(?=^## |\Z)", self.body, re.M | re.S)
@@ -49,7 +55,20 @@ def _scalar(raw: str, where: str) -> str:
     return raw
 
 
-def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
+_COMPILED: dict[str, re.Pattern] = {}
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """A recipe pattern compiled as the catalog matches it (case-insensitive, multi-line)."""
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        compiled = _COMPILED[pattern] = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    return compiled
+
+
+def parse_recipe(text: str, path: str = "<recipe>", *, check_patterns: bool = True) -> Recipe:
+    """Parse one recipe file. `check_patterns=False` leaves compiling the patterns to their
+    first use (the installed catalog, whose patterns the consistency test compiles)."""
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
         raise RecipeError(f"{path}: must start with '---' front matter")
@@ -103,22 +122,23 @@ def parse_recipe(text: str, path: str = "<recipe>") -> Recipe:
     patterns = meta.get("patterns", [])
     if not isinstance(patterns, list):
         raise RecipeError(f"{path}: 'patterns' must be a list")
-    compiled = []
-    for p in patterns:
+    for p in patterns if check_patterns else ():
+        if not isinstance(p, str):
+            raise RecipeError(f"{path}: pattern {p!r} must be a string")
         try:
-            compiled.append(re.compile(p, re.IGNORECASE | re.MULTILINE))
+            compile_pattern(p)
         except re.error as exc:
             raise RecipeError(f"{path}: pattern {p!r} is not a valid regex: {exc}") from None
     body = "\n".join(lines[end + 1:]).strip() + "\n"
-    missing = [s for s in SECTIONS if not re.search(rf"^## {s}\s*$", body, re.M)]
+    headings = set(_HEADING.findall(body))
+    missing = [s for s in SECTIONS if s not in headings]
     if missing:
         raise RecipeError(f"{path}: missing section(s) {', '.join(missing)}")
     fix = meta.get("fix")
     if not isinstance(fix, str) or not fix.strip():
         raise RecipeError(f"{path}: front matter needs a non-empty 'fix' (the one-line fix, in "
                           "the recipe's own words)")
-    return Recipe(rid, str(meta["title"]), category, list(patterns), body, path,
-                  fix=fix.strip(), compiled=compiled)
+    return Recipe(rid, str(meta["title"]), category, list(patterns), body, path, fix=fix.strip())
 
 
 @lru_cache(maxsize=1)
@@ -128,7 +148,8 @@ def load_catalog() -> dict[str, Recipe]:
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".md") or entry.name.upper() == "README.MD":
             continue
-        recipe = parse_recipe(entry.read_text(encoding="utf-8"), entry.name)
+        recipe = parse_recipe(entry.read_text(encoding="utf-8"), entry.name,
+                              check_patterns=False)
         if entry.name != f"{recipe.id}.md":
             raise RecipeError(f"{entry.name}: file name must be {recipe.id}.md")
         catalog[recipe.id] = recipe
@@ -307,7 +328,144 @@ def _decisive(text: str, warnings: bool = True) -> list[tuple[int, int]]:
     return spans
 
 
-def _needles(pattern: str) -> tuple[str, ...]:
+_NEEDLES: dict[str, tuple[str, ...]] = {}
+
+
+def needles(pattern: str) -> tuple[str, ...]:
+    """Lower-case words one of which every match of `pattern` must contain (any of them); ()
+    when there is no such literal of 3+ characters (the regex then always runs). Cached."""
+    found = _NEEDLES.get(pattern)
+    if found is None:
+        words = []
+        for branch in _top_level_branches(pattern) or [None]:
+            runs = _literal_runs(branch) if branch is not None else None
+            if not runs:
+                words = None
+                break
+            words.append(max(runs, key=len).lower())
+        found = tuple(sorted(set(words))) if words else _parsed_needles(pattern)
+        _NEEDLES[pattern] = found
+    return found
+
+
+def _top_level_branches(pattern: str) -> list[str] | None:
+    """`pattern` split at its top-level `|` (groups and classes skipped), or None."""
+    branches, start, i, n = [], 0, 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+        elif c in "([":
+            j = _skip_group(pattern, i)
+            if j is None:
+                return None
+            i = j
+        elif c == "|":
+            branches.append(pattern[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    return branches + [pattern[start:]]
+
+
+def _skip_group(p: str, i: int) -> int | None:
+    """The index after the group or class that opens at p[i] (escapes, classes in groups and
+    nested groups skipped), or None when it does not close."""
+    depth, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and p[j] == "^":
+                j += 1
+            if j < n and p[j] == "]":
+                j += 1
+            while j < n and p[j] != "]":
+                j += 2 if p[j] == "\\" else 1
+            if j >= n:
+                return None
+            i = j + 1
+            if depth == 0:
+                return i
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+_QUANTIFIER = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+_PLAIN = re.compile(r"[^\\()\[\]|.^$*?+{}]+|\{")
+
+
+def _literal_runs(pattern: str) -> list[str] | None:
+    """The runs of 3+ literal characters every match of `pattern` contains, read from the
+    pattern text at its top level (groups, classes and optional characters end a run); None
+    when the text is beyond this simple reading (a top-level `|`, inline flags), and the
+    parser decides. Cheap: `explain` reads it for every pattern of the catalog."""
+    if "(?x" in pattern or "(?X" in pattern:
+        return None
+    runs: list[str] = []
+    run, i, n = "", 0, len(pattern)
+
+    def close() -> None:
+        nonlocal run
+        if len(run) >= 3:
+            runs.append(run)
+        run = ""
+
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            d = pattern[i + 1]
+            if d.isalnum() or d == "_":  # \d \w \s \b \n \x41 \1 ...: not read here
+                close()
+                i += 2 + {"x": 2, "u": 4, "U": 8}.get(d, 0)
+                continue
+            run += d
+            i += 2
+        elif c in "([":
+            j = _skip_group(pattern, i)
+            if j is None:
+                return None
+            close()
+            i = j
+            continue
+        elif c == "|":
+            return None
+        elif c in ")]":
+            return None
+        elif c in ".^$":
+            close()
+            i += 1
+            continue
+        elif c in "*?+" or (c == "{" and _QUANTIFIER.match(pattern, i)):
+            q = _QUANTIFIER.match(pattern, i) if c == "{" else None
+            if c in "*?" or (q and q.group(1) in ("", "0")):
+                run = run[:-1]  # the character before is optional
+            close()
+            i = q.end() if q else i + 1
+            if i < n and pattern[i] in "?+":  # lazy or possessive
+                i += 1
+            continue
+        else:
+            plain = _PLAIN.match(pattern, i)  # a stretch of ordinary characters at once
+            run += plain.group(0)
+            i = plain.end()
+    close()
+    return runs
+
+
+def _parsed_needles(pattern: str) -> tuple[str, ...]:
     """Lower-case words one of which every match of `pattern` must contain (any of them); ()
     when the pattern has no such literal of 3+ characters (the regex then always runs). Read
     from the parsed pattern: its longest mandatory run of literal characters, or one run per
@@ -348,14 +506,6 @@ def _needles(pattern: str) -> tuple[str, ...]:
     return tuple(sorted({w.lower() for w in words}))
 
 
-def _prepared(recipe: Recipe) -> list[tuple[re.Pattern, tuple[str, ...]]]:
-    prepared = recipe.__dict__.get("_prepared")
-    if prepared is None:
-        prepared = [(c, _needles(c.pattern)) for c in recipe.compiled]
-        recipe.__dict__["_prepared"] = prepared
-    return prepared
-
-
 @dataclass
 class Match:
     recipe: str
@@ -381,10 +531,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Match]:
     """Rank recipes whose patterns occur in `text` (a message, a log, a whole traceback).
 
-    Score: the number of the recipe's patterns that matched (at most 4), plus 2 when one of
-    them sits in the exception that ended the run (the last exception's message, or the
-    root-cause rank's under a launcher such as torchrun: what ended the run outranks whatever
-    was logged before it), plus a tiny length tie-break that favours more specific patterns.
+    Score: the number of the recipe's patterns that matched (at most 3), plus 3 when one of
+    them sits in the exception that ended the run (the last exception's message and those
+    chained before it, or the root-cause rank's under a launcher such as torchrun: what ended
+    the run outranks whatever was logged before it), plus a tiny length tie-break that favours
+    more specific patterns.
     Each match carries the facts its recipe's extractor reads from the message
     (`cvdoctor.errorfacts`) and the fix they lead to.
     """
@@ -404,8 +555,13 @@ def match_text(text: str, catalog: dict[str, Recipe] | None = None) -> list[Matc
     for recipe in catalog.values():
         hits: list[re.Match] = []
         on_decisive: list[re.Match] = []
-        for pattern, needles in _prepared(recipe):
-            if lower and needles and not any(n in lower for n in needles):
+        for source in recipe.patterns:
+            words = needles(source)
+            if lower and words and not any(w in lower for w in words):
+                continue
+            try:
+                pattern = compile_pattern(source)
+            except re.error:  # a broken pattern in an installed recipe: skip it, not the rest
                 continue
             m = pattern.search(window)
             if not m:

@@ -286,6 +286,8 @@ def explain(recipe_or_text, list_, file_, as_json):
     cvdoctor explain --file train.log        match a log or traceback
     python train.py 2>&1 | cvdoctor explain -
     """
+    import re
+
     from cvdoctor.catalog import load_catalog, match_text
 
     catalog = load_catalog()
@@ -318,11 +320,15 @@ def explain(recipe_or_text, list_, file_, as_json):
             click.echo(recipe.body, nl=False)
         sys.exit(exitcodes.OK)
     else:
-        from cvdoctor.registry import indexed_ids
+        word = recipe_or_text.strip()
+        # Only a word shaped like a check id (env.shm) is looked up among the checks: indexing
+        # them reads every check file, which an error message must not wait for.
+        if len(word) < 80 and re.fullmatch(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+", word):
+            from cvdoctor.registry import indexed_ids
 
-        if recipe_or_text.strip() in indexed_ids():
-            _explain_check(recipe_or_text.strip(), as_json)
-            sys.exit(exitcodes.OK)
+            if word in indexed_ids():
+                _explain_check(word, as_json)
+                sys.exit(exitcodes.OK)
         text = recipe_or_text
     matches = match_text(text, catalog)
     if as_json:
