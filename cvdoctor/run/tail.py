@@ -92,7 +92,6 @@ class OutputTail:
         self.blocks: deque[bytes] = deque(maxlen=EARLIER)  # the latest ones that left it
         self.symptoms: dict[str, Symptom] = {}
         self._carry = b""
-        self._scanned_lines = 0
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -131,11 +130,11 @@ class OutputTail:
                     if found:
                         found.count += 1
                     else:
-                        number = self._scanned_lines + complete.count(b"\n", 0, start) + 1
+                        # The carry holds no newline: lines before it are all counted.
+                        number = self.lines + complete.count(b"\n", 0, start) + 1
                         self.symptoms[kind.recipe] = Symptom(kind, 1, number,
                                                              " ".join(line.split())[:200])
                     break
-        self._scanned_lines += complete.count(b"\n")
 
     def _keep_tracebacks(self, evicted: bytes) -> None:
         pos = evicted.find(_TRACEBACK)
