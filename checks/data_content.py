@@ -20,8 +20,8 @@ def _train_split(splits: dict) -> str | None:
     return next(iter(splits), None)
 
 
-@register("data.classes", order=90, title=CLASSES_TITLE, recipes=["dataset-class-balance"],
-          needs=NEEDS)
+@register("data.classes", order=90, targets=["yolo", "imagefolder"], title=CLASSES_TITLE,
+          recipes=["dataset-class-balance"], needs=NEEDS)
 def check_classes(ctx):
     """Counts instances per class in the training split (label rows for YOLO, images per class
     folder for ImageFolder). Warns when a class in data.yaml has no training instance, and when
@@ -75,8 +75,8 @@ def check_classes(ctx):
 DUP_TITLE = "No duplicate images, no train/val leakage"
 
 
-@register("data.duplicates", order=95, title=DUP_TITLE, recipes=["dataset-duplicate-images"],
-          needs=NEEDS)
+@register("data.duplicates", order=95, targets=["yolo", "imagefolder"], title=DUP_TITLE,
+          recipes=["dataset-duplicate-images"], needs=NEEDS)
 def check_duplicates(ctx):
     """Compares image contents (a hash of every file that shares its size with another). Fails
     when images of val or test are byte-identical to training images (validation then measures
@@ -126,7 +126,8 @@ def check_duplicates(ctx):
 CACHE_TITLE = "ultralytics label caches"
 
 
-@register("data.cache", order=99, title=CACHE_TITLE, recipes=["yolo-label-cache"], needs=NEEDS)
+@register("data.cache", order=99, targets=["yolo"], title=CACHE_TITLE,
+          recipes=["yolo-label-cache"], needs=NEEDS)
 def check_cache(ctx):
     """Looks at the `.cache` file ultralytics keeps beside each label folder, without unpickling
     it. Warns when ultralytics cannot write it (a read-only folder: it rescans every run and

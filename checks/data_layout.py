@@ -69,8 +69,8 @@ def _root_line(ds) -> str:
     return text
 
 
-@register("data.yaml", order=20, title=YAML_TITLE, recipes=["yolo-data-yaml",
-                                                             "yolo-dataset-path"], needs=NEEDS)
+@register("data.yaml", order=20, targets=["yolo"], title=YAML_TITLE, recipes=["yolo-data-yaml",
+          "yolo-dataset-path"], needs=NEEDS)
 def check_yaml(ctx):
     """Reads data.yaml as ultralytics does: names (list or {id: name}) against nc, the train
     and val keys, kpt_shape for pose, and where each split resolves (a relative `path:` is taken
@@ -89,7 +89,8 @@ def check_yaml(ctx):
                                     "Give one name per class id 0..n-1 and train/val keys; drop "
                                     "nc or make it match.", w.evidence(ds, code)))
     if w.count(ds, "yaml.nc_option_mismatch"):
-        problems.append(Problem(WARN, "yolo-data-yaml", w.first_detail(ds, "yaml.nc_option_mismatch"),
+        problems.append(Problem(WARN, "yolo-data-yaml",
+                                w.first_detail(ds, "yaml.nc_option_mismatch"),
                                 "Pass the --num-classes your model has, or fix names in "
                                 "data.yaml.", w.evidence(ds, "yaml.nc_option_mismatch")))
     if w.count(ds, "yaml.split_missing"):
@@ -109,7 +110,7 @@ LABELS_TITLE = "Label files found for the images"
 MISSING_SHARE_WARN = 0.5
 
 
-@register("data.labels", order=30, title=LABELS_TITLE,
+@register("data.labels", order=30, targets=["yolo"], title=LABELS_TITLE,
           recipes=["yolo-labels-not-found", "yolo-dataset-path"], needs=NEEDS)
 def check_labels(ctx):
     """Finds each image's label file by ultralytics' rule (the last /images/ becomes /labels/,
@@ -170,9 +171,9 @@ def check_labels(ctx):
 FOLDER_TITLE = "ImageFolder classes"
 
 
-@register("data.imagefolder", order=80, title=FOLDER_TITLE,
+@register("data.imagefolder", order=80, targets=["imagefolder"], title=FOLDER_TITLE,
           recipes=["imagefolder-no-class-folders", "imagefolder-empty-class",
-                   "imagefolder-class-mismatch"], needs=NEEDS)
+          "imagefolder-class-mismatch"], needs=NEEDS)
 def check_imagefolder(ctx):
     """Applies torchvision's ImageFolder rules to each split: every sub-folder is a class
     (hidden ones too), a class needs at least one file with a supported extension, classes are

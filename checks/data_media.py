@@ -33,9 +33,8 @@ def _formats(ds) -> dict[str, int]:
     return out
 
 
-@register("data.images", order=70, title=IMAGES_TITLE,
-          recipes=["image-corrupt", "image-too-small", "image-exif-orientation",
-                   "dataset-ignored-files", "image-mode-not-rgb"], needs=NEEDS)
+@register("data.images", order=70, title=IMAGES_TITLE, recipes=["image-corrupt", "image-too-small",
+          "image-exif-orientation", "dataset-ignored-files", "image-mode-not-rgb"], needs=NEEDS)
 def check_images(ctx):
     """Reads every image's header with Pillow (and, with --deep, decodes every pixel in worker
     processes). Fails on files that are not images (Git LFS pointers, HTML pages, macOS '._'
@@ -46,7 +45,8 @@ def check_images(ctx):
     for their extension, and a mix of RGB and other modes (grayscale, RGBA, CMYK)."""
     ds = ctx.fact("dataset")
     problems = []
-    fix = "Re-copy or re-export the listed files (git lfs pull for LFS pointers); delete non-images."
+    fix = "Re-copy or re-export the listed files (git lfs pull for LFS pointers); delete " \
+        "non-images."
     for code, noun in UNREADABLE:
         if w.count(ds, code):
             problems.append(Problem(FAIL, "image-corrupt", w.describe(ds, code, noun), fix,
@@ -98,9 +98,9 @@ def check_images(ctx):
 MASKS_TITLE = "Segmentation masks match their images"
 
 
-@register("data.masks", order=85, title=MASKS_TITLE,
-          recipes=["mask-missing", "mask-size-mismatch", "mask-values-exceed-classes",
-                   "mask-jpeg", "mask-rgb-colour", "image-corrupt"], needs=NEEDS)
+@register("data.masks", order=85, targets=["masks"], title=MASKS_TITLE, recipes=["mask-missing",
+          "mask-size-mismatch", "mask-values-exceed-classes", "mask-jpeg", "mask-rgb-colour",
+          "image-corrupt"], needs=NEEDS)
 def check_masks(ctx):
     """Pairs images/x.* with masks/x.png and decodes every mask. Fails on an image without a mask,
     a mask of another size than its image, values at or past --num-classes (255 is allowed as the
@@ -154,7 +154,8 @@ def check_masks(ctx):
 NORM_TITLE = "Per-channel mean and std (Normalize)"
 
 
-@register("data.normalization", order=97, title=NORM_TITLE, recipes=[], needs=NEEDS)
+@register("data.normalization", order=97, targets=["imagefolder"], title=NORM_TITLE, recipes=[],
+          needs=NEEDS)
 def check_normalization(ctx):
     """Measures the per-channel mean and standard deviation of a fixed sample of training images
     (converted to RGB, as torchvision loads them) and gives the `transforms.Normalize(...)` line

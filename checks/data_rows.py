@@ -28,7 +28,7 @@ def _skip(ds, title):
 FORMAT_TITLE = "Label rows have the task's columns"
 
 
-@register("data.label_format", order=40, title=FORMAT_TITLE,
+@register("data.label_format", order=40, targets=["yolo"], title=FORMAT_TITLE,
           recipes=["yolo-label-format", "yolo-duplicate-labels"], needs=NEEDS)
 def check_label_format(ctx):
     """Counts the columns of every label row against the task: detect 5 (polygon rows are
@@ -69,8 +69,8 @@ def check_label_format(ctx):
 CLASS_TITLE = "Class ids within the dataset's classes"
 
 
-@register("data.class_ids", order=50, title=CLASS_TITLE, recipes=["yolo-class-out-of-range"],
-          needs=NEEDS)
+@register("data.class_ids", order=50, targets=["yolo"], title=CLASS_TITLE,
+          recipes=["yolo-class-out-of-range"], needs=NEEDS)
 def check_class_ids(ctx):
     """Reads the class id of every label row. Fails on ids past the number of names in
     data.yaml (or --num-classes), negative ids and ids that are not whole numbers: ultralytics
@@ -99,8 +99,8 @@ def check_class_ids(ctx):
 COORD_TITLE = "Coordinates normalized and inside the image"
 
 
-@register("data.coordinates", order=60, title=COORD_TITLE, recipes=["yolo-coordinates"],
-          needs=NEEDS)
+@register("data.coordinates", order=60, targets=["yolo"], title=COORD_TITLE,
+          recipes=["yolo-coordinates"], needs=NEEDS)
 def check_coordinates(ctx):
     """Checks every coordinate is a fraction of the image size. Fails on values past 1.01 (pixel
     coordinates) or below -0.01: ultralytics drops those images. Warns on zero-width or

@@ -35,6 +35,12 @@ class DataContext(Context):
         super().__init__(options, recorded)
         self.label = options.path
         self.progress = progress
+        self.target_kind = options.kind  # yolo | imagefolder | masks
+
+    def applies(self, check: Any) -> bool | str:
+        """A data check runs on the kinds of dataset it declares (`targets=`), all when it
+        declares none: a YOLO report has no ImageFolder or mask lines, and the reverse."""
+        return not check.targets or self.target_kind in check.targets
 
 
 def preflight(path: str, task: str | None, num_classes: int | None) -> str:
@@ -64,7 +70,10 @@ def data_context(target: Any, values: dict[str, Any], *,
         raise UsageError("cvdoctor data needs a PATH: a data.yaml, an ImageFolder root or an "
                          "images/ + masks/ folder")
     task, num_classes = values.get("task"), values.get("num_classes")
-    kind = None if recorded and "dataset" in recorded else preflight(path, task, num_classes)
+    if recorded and isinstance(recorded.get("dataset"), dict):
+        kind = recorded["dataset"].get("kind")
+    else:
+        kind = preflight(path, task, num_classes)
     options = DataOptions(path=path, task=task, num_classes=num_classes,
                           deep=bool(values.get("deep")), kind=kind, cwd=os.getcwd())
     return DataContext(options, recorded=recorded, progress=progress)
