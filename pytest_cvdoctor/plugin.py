@@ -75,9 +75,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           help=f"Targets for generated `cvdoctor {command.name}` items, one per "
                                f"line (like --cvdoctor-{command.name}).")
     for entry in _plugin_options():
+        used_by = (f" Used by the --cvdoctor-{entry.command.name} items, the cvdoctor fixture "
+                   "and the assert_* helpers.")
+        if entry.option.kind == "bool":
+            group.addoption(entry.flag, action="store_true", default=None, dest=entry.ini,
+                            help=entry.option.help + used_by)
+            parser.addini(entry.ini, type="bool", default=False, help=f"Like {entry.flag}.")
+            continue
         group.addoption(entry.flag, default=None, dest=entry.ini, metavar=entry.option.metavar,
-                        help=f"{entry.option.help} Used by the --cvdoctor-{entry.command.name} "
-                             "items, the cvdoctor fixture and the assert_* helpers.")
+                        help=entry.option.help + used_by)
         parser.addini(entry.ini, default="", help=f"Like {entry.flag}.")
     group.addoption("--cvdoctor-strict", action="store_true", default=None,
                     help="Unmet cvdoctor_requires markers fail instead of skipping; warnings "
@@ -100,6 +106,8 @@ def _option_value(config: pytest.Config, entry: PluginOption) -> Any:
     """The option's value from the command line or the ini file, checked like the CLI does."""
     option = entry.option
     raw = _setting(config, entry.ini)
+    if option.kind == "bool":
+        return bool(raw) or None
     if raw in (None, ""):
         return None
     where = f"{entry.flag} / {entry.ini}"
