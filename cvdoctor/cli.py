@@ -26,14 +26,29 @@ def _stderr(msg: str) -> None:
 
 
 class Progress:
-    """Progress lines on stderr, only when someone is watching (a TTY) or asked with -v."""
+    """Progress lines on stderr, only when someone is watching (a TTY) or asked with -v.
 
-    def __init__(self, enabled: bool):
+    A transient message (a progress bar's new state) redraws one line in place on a terminal;
+    elsewhere (a log, -v into a pipe) each state is a line of its own.
+    """
+
+    def __init__(self, enabled: bool, tty: bool | None = None):
         self.enabled = enabled
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self._open = False  # a transient line is on screen
 
-    def __call__(self, msg: str) -> None:
-        if self.enabled:
-            _stderr(f"cvdoctor: {msg}")
+    def __call__(self, msg: str, *, transient: bool = False) -> None:
+        if not self.enabled:
+            return
+        if transient and self.tty:
+            sys.stderr.write(f"\r\x1b[2Kcvdoctor: {msg}")
+            sys.stderr.flush()
+            self._open = True
+            return
+        if self._open:
+            sys.stderr.write("\r\x1b[2K")
+            self._open = False
+        _stderr(f"cvdoctor: {msg}")
 
 
 def _emit_report(report, *, as_json: bool, verbose: bool, strict: bool) -> int:

@@ -87,6 +87,8 @@ def progress_reporter(emit: Callable[[str], None] | None, every_s: float = 2.0):
     stage, at most one line every `every_s` seconds, and one when a stage ends."""
     if emit is None:
         return None
+    if getattr(emit, "tty", False):
+        every_s = min(every_s, 0.25)  # redrawn in place: a live bar costs nothing
     last = {"t": 0.0, "stage": None, "line": None}
 
     def report(stage: str, done: int, total: int | None) -> None:
@@ -100,7 +102,10 @@ def progress_reporter(emit: Callable[[str], None] | None, every_s: float = 2.0):
         else:
             line = f"{stage}: {done:,}"
         if line != last["line"]:
-            emit(line)
+            try:  # the command line's Progress redraws a bar in place on a terminal
+                emit(line, transient=not finished)
+            except TypeError:
+                emit(line)
         last.update(t=now, stage=stage, line=line)
 
     return report
