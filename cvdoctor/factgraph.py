@@ -121,8 +121,12 @@ class Context:
         """Whether `check` (a CheckSpec) is part of a run on this context: True runs it, False
         leaves it out of the report, a string makes it one `skip` finding with that reason.
         By default a check runs on the kinds of target it declares (`targets=`; none: the
-        command's ordinary targets)."""
-        return self.target_kind in (check.targets or (None,))
+        command's ordinary targets), and an opt-in check only when its option is set."""
+        if self.target_kind not in (check.targets or (None,)):
+            return False
+        if getattr(check, "opt_in", None) and not self.option(check.opt_in):
+            return False
+        return True
 
     # --- options ----------------------------------------------------------------------------
     def option(self, name: str, default: Any = None) -> Any:

@@ -36,6 +36,9 @@ class CheckSpec:
     # The kinds of target the check is for (a context's `target_kind`, e.g. "yolo"); empty: the
     # command's ordinary targets. A context decides with `applies()`.
     targets: tuple[str, ...] = ()
+    # The option (or model-file hint) that asks for this check ("ddp"): without it the check is
+    # left out of the report; `cvdoctor checks` still lists it.
+    opt_in: str | None = None
 
     @property
     def doc(self) -> str:
@@ -57,7 +60,7 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: Iterable[str] = (),
              order: int = 1000, command: str | None = None, error_recipes: bool = False,
-             targets: Iterable[str] = ()):
+             targets: Iterable[str] = (), opt_in: str | None = None):
     """Decorator: ``@register("env.shm", title=..., recipes=[...], needs=["shm"], order=50)``.
 
     `command` defaults to the id's first part (``env.shm`` runs under ``cvdoctor env``).
@@ -70,7 +73,7 @@ def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: I
             raise DuplicateCheckError(f"check id {check_id!r} is registered twice")
         _REGISTRY[check_id] = CheckSpec(check_id, func, title, tuple(recipes), tuple(needs), order,
                                         command or check_id.split(".", 1)[0], error_recipes,
-                                        tuple(targets))
+                                        tuple(targets), opt_in)
         return func
 
     return wrap

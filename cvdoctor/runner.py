@@ -84,6 +84,14 @@ def _log_findings(findings: list[Finding]) -> None:
         pass
 
 
+def _why_not(spec: CheckSpec, ctx: Context) -> str:
+    if spec.opt_in and not ctx.option(spec.opt_in) and \
+            ctx.target_kind in (spec.targets or (None,)):
+        return (f"runs only when asked for: set {spec.opt_in} (`cvdoctor explain {spec.id}` "
+                "says how)")
+    return "does not apply to this target"
+
+
 def link_root_causes(findings: list[Finding]) -> None:
     """One root cause, one failure: a warn/fail whose recipe an earlier check already emitted
     is a consequence of that finding (off-by-one labels fail model.data, and the forward pass
@@ -114,8 +122,7 @@ def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
             if verdict is True:
                 kept.append(spec)
             elif isinstance(verdict, str) or select:  # asked for by name: say why not
-                declined[spec.id] = verdict if isinstance(verdict, str) else \
-                    "does not apply to this target"
+                declined[spec.id] = verdict if isinstance(verdict, str) else _why_not(spec, ctx)
                 kept.append(spec)
         specs = kept
         ctx.prepare(sorted({n for s in specs if s.id not in declined for n in s.needs}))

@@ -8,8 +8,9 @@ has none). Standard library only at import time; cvdoctor is imported when a mar
                     torch probe in a subprocess, so the test process does not import torch for it)
 - min_shm="1GiB":   capacity of /dev/shm from os.statvfs (Linux; other systems have no such limit)
 - packages=[...]:   importlib.util.find_spec, without importing the package
-- checkpoints=[...]: the file or directory exists and a file is not empty; relative paths are
-                    relative to the rootdir, `~` and $VARS are expanded
+- checkpoints=[...]: the file or directory exists, and a file is a whole, safe checkpoint by
+                    `cvdoctor ckpt`'s static integrity and safety facts (never loaded);
+                    relative paths are relative to the rootdir, `~` and $VARS are expanded
 """
 from __future__ import annotations
 
@@ -149,9 +150,14 @@ def check_checkpoints(paths: Iterable[str | os.PathLike] | str, root: Path) -> l
             out.append(Unmet(f"needs the checkpoint {path}, which does not exist",
                              recipe_for(f"FileNotFoundError: [Errno 2] No such file or "
                                         f"directory: '{path}'")))
-        elif path.is_file() and path.stat().st_size == 0:
-            out.append(Unmet(f"needs the checkpoint {path}, which is an empty file",
-                             recipe_for("EOFError: Ran out of input")))  # torch.load's error
+        elif path.is_file():
+            # The checkpoint integrity facts, statically: empty, truncated, not a checkpoint,
+            # unsafe (no torch import; imported on use so the plugin stays light).
+            from cvdoctor.checkpoint.records import requirement_unmet
+
+            found = requirement_unmet(path)
+            if found:
+                out.append(Unmet(found[0], recipe_for("", found[1])))
     return out
 
 

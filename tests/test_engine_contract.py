@@ -386,3 +386,20 @@ def test_checks_for_other_kinds_of_target_are_left_out_or_skipped(scratch):
     finally:
         unregister("zz.ordinary")
         unregister("zz.yolo_only")
+
+
+def test_an_opt_in_check_runs_only_when_its_option_is_set():
+    register("zz.plain", title="Plain")(lambda ctx: passed("t", "ran"))
+    register("zz.ddp_only", title="DDP", opt_in="ddp")(lambda ctx: passed("t", "ran on ddp"))
+    from cvdoctor.factgraph import Options
+
+    try:
+        assert runner.run("zz", Context()).check_ids() == ["zz.plain"]
+        asked = runner.run("zz", Context(Options({"ddp": 2})))
+        assert asked["zz.ddp_only"].message == "ran on ddp"
+        named = runner.run("zz", Context(), select=["zz.ddp_only"])["zz.ddp_only"]
+        assert named.status == "skip" and "set ddp" in named.message
+        assert "cvdoctor explain zz.ddp_only" in named.message
+    finally:
+        unregister("zz.plain")
+        unregister("zz.ddp_only")

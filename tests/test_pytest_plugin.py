@@ -354,7 +354,7 @@ def _requires_project(pytester) -> None:
     pytester.makeconftest(HIDE_TIMM)
     pytester.makepyfile(test_requires=REQUIRES)
     (pytester.path / "weights").mkdir()
-    (pytester.path / "weights" / "present.pth").write_bytes(b"PK\x03\x04 not empty")
+    torch.save({"fc.weight": torch.zeros(2, 3)}, pytester.path / "weights" / "present.pth")
 
 
 def test_requires_marker_skips_with_the_measured_reason_and_recipe(pytester):
@@ -373,6 +373,37 @@ def test_requires_marker_skips_with_the_measured_reason_and_recipe(pytester):
         "SKIPPED [[]1[]] test_requires.py:11: cvdoctor_requires: needs the checkpoint "
         "*weights/sam_vit_b_01ec64.pth, which does not exist*",
     ])
+
+
+def test_requires_marker_judges_a_checkpoint_by_its_integrity_facts(pytester):
+    """A file that exists is not enough: a truncated download or an unsafe pickle is unmet,
+    read statically (nothing is loaded)."""
+    (pytester.path / "weights").mkdir()
+    good = pytester.path / "weights" / "good.pth"
+    torch.save({"fc.weight": torch.zeros(2, 3)}, good)
+    data = good.read_bytes()
+    (pytester.path / "weights" / "cut.pth").write_bytes(data[: len(data) // 2])
+    (pytester.path / "weights" / "empty.pth").write_bytes(b"")
+    pytester.makepyfile(test_ckpt='''
+        import pytest
+
+        @pytest.mark.cvdoctor_requires(checkpoints=["weights/good.pth"])
+        def test_good():
+            pass
+
+        @pytest.mark.cvdoctor_requires(checkpoints=["weights/cut.pth"])
+        def test_cut():
+            pass
+
+        @pytest.mark.cvdoctor_requires(checkpoints=["weights/empty.pth"])
+        def test_empty():
+            pass
+    ''')
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    out = result.stdout.str()
+    assert "weights/cut.pth, which" in out and "cvdoctor explain checkpoint-truncated" in out
+    assert "weights/empty.pth, which" in out and "empty" in out
 
 
 def test_requires_marker_fails_under_strict(pytester):
