@@ -41,9 +41,13 @@ ADDED = {
     "torch-import-failed": [r"lib(?:torch\w*|c10\w*|shm)", "lib(?:cudart|curand",
                             r"Error loading \\?"],
     "shm-docker-ipc": ["unable to open shared memory object", "Bus error\\. It is possible",
-                       "is killed by signal:\\s+Bus error", "^\\s*Bus error"],
-    "torchvision-torch-mismatch": ["compiled with different", "No such operator",
+                       "is killed by signal:\\s+Bus\\s+error", "^\\s*Bus error",
+                       "out of shared\\s+memory"],
+    "torchvision-torch-mismatch": ["compiled with different", "Could not find the) operator",
                                    "Failed to load image Python extension"],
+    "target-out-of-bounds": ["(?:is )?out of bounds"],
+    "checkpoint-cuda-saved": ["Attempting to ?deserialize"],
+    "hub-http-403": ["403: rate limit exceeded", "40[13] Client Error\\b[^", "torch\\.hub|"],
     "hub-offline-no-cache": ["We couldn't connect"],
     "hub-cache-unwritable": ["(?:/\\.cache|", "\\.torch[\\\\/]models"],
     "gpu-probe-failed": ["CUDNN_STATUS_(?:INTERNAL_ERROR"],
@@ -338,6 +342,17 @@ FIRST = [
                              "os.scandir(directory) if entry.is_dir())",
                              error="FileNotFoundError: [WinError 3] The system cannot find the path "
                                    "specified: 'data\\\\train'")),
+    ("torchrun-child-failed", "[2024-06-01 10:12:03,511] torch.distributed.elastic.multiprocessing.api: "
+     "[ERROR] failed (exitcode: -9) local_rank: 0 (pid: 811) of binary: /usr/bin/python3"),
+    ("numpy-requires-grad", "RuntimeError: Can't call `numpy()` on Tensor that requires grad. Use "
+     "`tensor.detach().numpy()` instead."),
+    ("timm-unknown-model", "Unknown model (vit_base_patch14_reg4_dinov2)"),
+    ("nccl-system-error", "torch.distributed.DistBackendError: NCCL error: unhandled system error "
+     "(run with NCCL_DEBUG=INFO for details)"),
+    ("dist-rendezvous-timeout", "[W1203 10:04:16.149509694 socket.cpp:752] [c10d] The client socket "
+     "has failed to connect to [node-0.cluster]:29400 (errno: 110 - Connection timed out)."),
+    ("torch-save-failed", "RuntimeError: [enforce fail at inline_container.cc:337] . "
+     "PytorchStreamWriter failed opening archive."),
     ("data-path-missing", "ImageFolder(root='./data/val') -> FileNotFoundError: [Errno 2] No such "
      "file or directory: './data/val'"),
     ("data-path-missing", tb("train.py:12:<module>:ds = torchvision.datasets.CIFAR10('~/data', "
@@ -402,6 +417,19 @@ FIRST = [
     ("gpu-arch-unsupported", "RuntimeError: CUDA error: invalid device function\nCUDA kernel errors "
      "might be asynchronously reported at some other API call"),
     ("resources-open-files-limit", "OSError: [Errno 24] Too many files open"),
+    ("shm-docker-ipc", "RuntimeError: DataLoader worker (pid 4121) is killed by signal: Bus\nerror. It "
+     "is possible that dataloader's workers are out of shared\nmemory. Please try to raise your "
+     "shared memory limit."),
+    ("torchvision-torch-mismatch", "ValueError: Could not find the operator torchvision::roi_align. "
+     "Please make sure you have already registered the operator"),
+    ("target-out-of-bounds", "RuntimeError: Target 12 out of bounds at /pytorch/aten/src/THNN/"
+     "generic/ClassNLLCriterion.c:61"),
+    ("checkpoint-cuda-saved", "RuntimeError: Attempting to deserialize object on a CUDA device"),
+    ("hub-http-403", "Downloading: \"https://github.com/ultralytics/assets/releases/download/v8.2.0/"
+     "yolov8s.pt\" to 'yolov8s.pt'...\nurllib.error.HTTPError: HTTP Error 403: Forbidden"),
+    ("hub-http-403", "urllib.error.HTTPError: HTTP Error 403: rate limit exceeded"),
+    ("hub-http-403", "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: "
+     "https://huggingface.co/org/model/resolve/main/model.safetensors"),
     ("yolo-class-out-of-range", "AssertionError: Label class 5.0 exceeds nc=5 in data/voc.yaml. "
      "Possible class labels are 0-4"),
     ("unet-shape-mismatch", "RuntimeError: Sizes of tensors must match except in dimension 2. "
@@ -438,6 +466,10 @@ UNRELATED = [
     "PermissionError: [Errno 13] Permission denied: '/var/log/app.log'",
     "RuntimeError: CUDA error: device-side assert triggered",
     "datasets.exceptions.DatasetNotFoundError: Dataset 'org/name' doesn't exist on the Hub",
+    # An HTTP 401/403 from any other service (an API, a scraper) is not a weight download.
+    "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: https://api.example.com/v2/items",
+    "urllib.error.HTTPError: HTTP Error 403: Forbidden",
+    "HTTP request sent, awaiting response... 403 Forbidden\nERROR 403: Forbidden.",
     "epoch 3 loss 0.231 acc 0.91 lr 0.001 -- outputs saved to runs/exp3",
     "AssertionError: expected 3 images, got 2",
 ]
@@ -523,5 +555,10 @@ def test_ddp_errors_are_distributed_not_the_single_process_recipe():
     assert [m.recipe for m in match_text(text)] == ["ddp-unused-parameters"]
 
 
-def test_a_bare_http_401_is_not_a_weight_download():
-    assert match_text("urllib.error.HTTPError: HTTP Error 401: Unauthorized") == []
+@pytest.mark.parametrize("text", [
+    "urllib.error.HTTPError: HTTP Error 401: Unauthorized",
+    "urllib.error.HTTPError: HTTP Error 403: Forbidden",
+    "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: https://api.example.com/x",
+])
+def test_a_bare_http_401_or_403_is_not_a_weight_download(text):
+    assert match_text(text) == []

@@ -255,9 +255,12 @@ FIRST = [
                         "$PY/torch/hub.py:207:_validate_not_a_forked_repo:response = "
                         "json.loads(_read_url(Request(url, headers=headers)))",
                         error="urllib.error.HTTPError: HTTP Error 401: Unauthorized")),
-    ("hub-http-403", "HTTP request sent, awaiting response... 403 Forbidden\n2024-03-01 10:22:13 "
-                     "ERROR 403: Forbidden."),
-    ("hub-http-403", "HTTPError 403: Forbidden"),
+    # A 403 too is a weight download's only with its URL or the hub call in the text (scrapers
+    # and APIs answer 403 all day); wget names the URL first.
+    ("hub-http-403", "--2024-03-01 10:22:12--  https://github.com/ultralytics/assets/releases/download/"
+                     "v8.1.0/yolov8n.pt\nHTTP request sent, awaiting response... 403 Forbidden\n"
+                     "2024-03-01 10:22:13 ERROR 403: Forbidden."),
+    ("hub-http-403", "model = torchvision.models.resnet50(pretrained=True)\nHTTPError 403: Forbidden"),
     # --- accuracy-stuck-random
     ("accuracy-stuck-random", "my CNN accuracy is stuck at 10% on CIFAR-10"),
     ("accuracy-stuck-random", "val_acc stuck at 0.1000 after 20 epochs"),
