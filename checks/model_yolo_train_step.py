@@ -160,17 +160,24 @@ def _frozen(probe: dict) -> list[Problem]:
             {"step": step}))
     user = model.get("user_frozen_count") or 0
     if user:
-        layers = sorted({n.split(".")[1] for n in model.get("user_frozen", [])
-                         if n.count(".") > 1}, key=lambda s: (len(s), s))
-        upto = int(layers[-1]) + 1 if layers and layers[-1].isdigit() else 10
+        layers = [str(i) for i in model.get("user_frozen_layers") or []]
+        upto = int(layers[-1]) + 1 if layers else 10
         out.append(Problem(
             "warn", FREEZE_IGNORED,
-            f"{plural(user, 'parameter')} of the YOLO object have requires_grad=False (layers "
-            f"{', '.join(layers[:6])}); ultralytics' trainer builds its own model and trains them "
+            f"{plural(user, 'parameter tensor')} of the YOLO object have requires_grad=False "
+            f"(layers {_span(layers)}); ultralytics' trainer builds its own model and trains them "
             "anyway ('setting requires_grad=True for frozen layer')",
             f"Pass freeze=N to train() instead (freeze={upto} covers those layers).",
             {"user_frozen": model.get("user_frozen")}))
     return out
+
+
+def _span(layers: list[str]) -> str:
+    """'0-9' for a run of consecutive layer indices, else the first few."""
+    nums = [int(x) for x in layers]
+    if nums and nums == list(range(nums[0], nums[-1] + 1)) and len(nums) > 2:
+        return f"{nums[0]}-{nums[-1]}"
+    return ", ".join(layers[:6]) + (f" and {len(layers) - 6} more" if len(layers) > 6 else "")
 
 
 def _summary(probe: dict) -> str:
@@ -189,6 +196,8 @@ def _summary(probe: dict) -> str:
             f"({plural(labels.get('boxes') or 0, 'box', 'boxes')}"
             + (f", classes {classes[0]}-{classes[1]}" if classes else "") + "): "
             f"loss {step.get('loss', 0):.4g} ({items}); gradients reach "
-            f"{step.get('head_with_grad')} of {step.get('head_trainable')} head tensors; "
+            f"{step.get('head_with_grad')} of {step.get('head_trainable')} head tensors"
+            + (f" ({step['head_zero_grad']} of them zero: no box assigned to their scale yet)"
+               if step.get("head_zero_grad") else "") + "; "
             f"{frozen_txt}; {step.get('seconds')} s")
 

@@ -348,3 +348,19 @@ def test_pytest_helper(work):
     with pytest.raises(AssertionError, match="point_coords has shape"):
         assert_sam_ready("bad.py")
 
+
+
+# --- the examples ----------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_examples_say_what_their_docstrings_say(work):
+    """Without the checkpoint on disk: the missing file is the finding with its download line,
+    and the broken example's BGR image and (2,)-shaped point are read from its source."""
+    good = statuses(run(str(EXAMPLES / "sam_segment.py")))
+    assert good["model.sam_checkpoint"] == [("fail", "sam-checkpoint-missing")]
+    assert good["model.sam_prompts"][0][0] == "skip"
+    bad = statuses(run(str(EXAMPLES / "sam_broken_prompts.py")))
+    assert bad["model.sam_image"] == [("warn", "sam-image-colors")]
+    assert bad["model.sam_prompts"] == [("fail", "sam-empty-masks")]

@@ -376,3 +376,20 @@ def test_bad_targets_one_line_exit_2(contained, target, words):
     result = CliRunner().invoke(cli, ["model", target])
     assert result.exit_code == 2, result.output
     assert words in result.stderr and "Traceback" not in result.output + result.stderr
+
+
+@pytest.mark.slow
+def test_yolo_examples(contained):
+    """examples/yolo_make_data.py's toy set: yolo_train.py passes, yolo_broken_freeze.py fails
+    as its docstring says."""
+    import runpy
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    runpy.run_path(str(examples / "yolo_make_data.py"), run_name="cvdoctor_example").get(
+        "make")(contained / "yolo_shapes")
+    code, report = run_model(str(examples / "yolo_train.py"))
+    assert code == 0, statuses(report)
+    code, report = run_model(str(examples / "yolo_broken_freeze.py"), "--data",
+                             "yolo_shapes/data.yaml")
+    assert sorted(statuses(report)["model.yolo_train_step"]) == [
+        ("fail", "yolo-head-frozen"), ("warn", "yolo-freeze-ignored")]

@@ -16,6 +16,7 @@ from cvdoctor.sam.target import SamTarget, parse_target
 
 FAMILY = "sam"
 VARIANT_BY_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+SAM_ANSWERS = {"model.checkpoint"}  # usual checks a SAM check answers for SAM set-ups
 
 
 class SamContext(ModelContext):
@@ -47,11 +48,12 @@ class SamContext(ModelContext):
         self._real = None
 
     def applies(self, check) -> bool | str:
-        """SAM checks run; the usual model checks run on a fine-tuning set-up only."""
+        """SAM checks run; the usual model checks run on a fine-tuning set-up only, except the
+        generic checkpoint fit, which model.sam_checkpoint answers for SAM's registry."""
         if FAMILY in (check.targets or ()):
             return True
         if not check.targets and self.setup.spec is not None:
-            return True
+            return check.id not in SAM_ANSWERS
         return False
 
     # --- what the checks run SAM's code on ---------------------------------------------------

@@ -160,11 +160,26 @@ class _Colors:
         return None
 
 
+COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
+
+
 def _scan_body(body: list[ast.stmt], colors: _Colors, out: SamSource,
                env: dict[str, str | None]) -> str | None:
-    """Walk statements in order; returns the kind the body returns (bgr wins)."""
+    """Walk statements in order (into if/for/with/try blocks, branches one after the other);
+    records set_image calls with the colour of their argument; returns the kind the body
+    returns (bgr wins)."""
     returned: str | None = None
     for stmt in body:
+        if isinstance(stmt, COMPOUND):
+            blocks = [getattr(stmt, name, None) or [] for name in
+                      ("body", "orelse", "finalbody")]
+            blocks += [h.body for h in getattr(stmt, "handlers", [])]
+            for block in blocks:
+                kind = _scan_body(block, colors, out, env)
+                returned = "bgr" if "bgr" in (kind, returned) else (kind or returned)
+            continue
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
         for node in ast.walk(stmt):
             if isinstance(node, ast.Call) and _name_of(node.func) == "set_image" and node.args:
                 fmt_node = next((kw.value for kw in node.keywords if kw.arg == "image_format"),
@@ -179,10 +194,6 @@ def _scan_body(body: list[ast.stmt], colors: _Colors, out: SamSource,
                     env[t.id] = kind
         elif isinstance(stmt, ast.Return):
             kind = colors.kind(stmt.value, env)
-            returned = "bgr" if "bgr" in (kind, returned) else (kind or returned)
-        elif isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-            inner = [s for s in ast.iter_child_nodes(stmt) if isinstance(s, ast.stmt)]
-            kind = _scan_body(inner, colors, SamSource(), env)
             returned = "bgr" if "bgr" in (kind, returned) else (kind or returned)
     return returned
 
@@ -270,7 +281,7 @@ def read_source(path: Path) -> SamSource:
     calls = SamSource()
     for fn in defs:
         _scan_body(fn.body, colors, calls, {})
-    _scan_body([n for n in tree.body if not isinstance(n, ast.FunctionDef)], colors, calls, {})
+    _scan_body(tree.body, colors, calls, {})
     out.set_image_calls = calls.set_image_calls
     out.get_image_source = functions.get("get_image")
     return out

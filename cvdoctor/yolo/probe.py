@@ -162,6 +162,8 @@ def build_model(spec: dict[str, Any], out: dict[str, Any]):
                        if not p.requires_grad and ".dfl" not in n]
         info["user_frozen"] = user_frozen[:50]
         info["user_frozen_count"] = len(user_frozen)
+        info["user_frozen_layers"] = sorted({int(n.split(".")[1]) for n in user_frozen
+                                             if n.count(".") > 1 and n.split(".")[1].isdigit()})
     else:
         yolo = YOLO(value)
     model = yolo.model
@@ -481,8 +483,9 @@ def train_step(yolo, spec: dict[str, Any], hints: dict[str, Any], data: dict[str
     nonfinite = [n for n, g in grads.items() if g is not None and not torch.isfinite(g).all()]
     step.update(trainable=len(grads), with_grad=sum(1 for g in grads.values() if g is not None),
                 head_trainable=len(head),
-                head_with_grad=sum(1 for g in head.values() if g is not None
-                                   and bool(g.abs().sum() > 0)),
+                head_with_grad=sum(1 for g in head.values() if g is not None),
+                head_zero_grad=sum(1 for g in head.values() if g is not None
+                                   and not bool(g.abs().sum() > 0)),
                 head_grad_norm=float(torch.norm(torch.stack([g.float().norm() for g in
                                                              head.values() if g is not None]))
                                      ) if any(g is not None for g in head.values()) else 0.0,
