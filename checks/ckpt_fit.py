@@ -48,7 +48,7 @@ def fix_finding(fx: dict[str, Any]) -> Finding:
 
 @register("ckpt.fit", order=60, title=TITLE,
           recipes=[*FIT_RECIPES, LOAD_FAILED, UNSAFE, "checkpoint-truncated"],
-          needs=["ckpt_files", "ckpt_fit", "ckpt_fix"])
+          needs=["ckpt_files", "ckpt_fit", "ckpt_fix"], opt_in="model")
 def check_fit(ctx):
     """With --model: finds the state dict inside each file (Lightning's state_dict, {'model',
     'optimizer', 'epoch'}, EMA copies, a pickled module), aligns key prefixes (module.,

@@ -295,10 +295,14 @@ def test_fit_of_a_state_dict_with_a_few_missing_keys(tmp_path, r18_state):
     assert "missing `layer4.1.bn2.weight`" in f["message"]
 
 
-def test_fit_skips_without_a_model(tmp_path, r18_state):
+def test_fit_is_left_out_without_a_model(tmp_path, r18_state):
+    """ckpt.fit is opt-in: no --model, no fit line; asked for by name, it says what to give."""
     torch.save(r18_state, tmp_path / "r18.pt")
     code, report, _ = ckpt(tmp_path / "r18.pt")
-    assert one(report, "ckpt.fit")["status"] == "skip"
+    assert "ckpt.fit" not in {f["check"] for f in report["findings"]}
+    code, report, _ = ckpt(tmp_path / "r18.pt", "--select", "ckpt.fit")
+    fit = one(report, "ckpt.fit")
+    assert fit["status"] == "skip" and "give --model" in fit["message"]
 
 
 def test_sam_variant_through_the_command(tmp_path):
