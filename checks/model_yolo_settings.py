@@ -84,7 +84,8 @@ def check(ctx):
         problems += _shm(ctx, nw, batch, used, int(model.get("channels") or 3))
         problems += _memory(probe, gpu, batch, used, settings)
     if not problems:
-        notes.append(f"batch {batch if batch is not None else 'auto'}, workers {workers}")
+        notes.append(f"batch {batch if batch is not None else 'auto'}"
+                     + (f", workers {workers}" if gpus else ""))
     return report_problems(TITLE, problems, "; ".join(notes), imgsz=imgsz, batch=batch,
                            workers=workers)
 

@@ -89,8 +89,8 @@ def _dropped(ctx, probe: dict) -> list[Problem]:
             "fail", OUT_OF_RANGE,
             f"ultralytics drops {dropped} of the {picked} sampled images for class ids outside "
             f"0..{int((probe.get('data') or {}).get('nc') or 1) - 1} ({where}); the label "
-            f"scan found such rows in {plural(scan, 'file')} of {total}{scanned}: ultralytics "
-            "drops each of those images with one log line and trains on",
+            f"scan found such rows in {plural(scan, 'file')} of {total}{scanned}, and each of "
+            "those images goes with one log line while training carries on",
             "Remap those class ids to 0..nc-1 or add the missing names to data.yaml; "
             f"`cvdoctor data {(probe.get('data') or {}).get('yaml')}` lists every row.",
             {"dropped": dropped, "bad_rows": bad, "log": class_lines[:5]})]
