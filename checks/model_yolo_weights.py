@@ -40,11 +40,14 @@ def check(ctx):
                       "the original training run.", "checkpoint-unsafe-pickle",
                       unsafe=ckpt["unsafe"])
     if ckpt is not None and ckpt.get("yolo") is None and ckpt.get("kind") in ("zip", "pickle"):
+        sam = (ckpt.get("sam") or {}).get("variant")
+        fix = (f"These are SAM {sam} weights: cvdoctor model segment_anything:{sam} "
+               f"--checkpoint {ckpt['name']}." if sam else
+               "Point at the .pt that ultralytics saved (runs/detect/train/weights/best.pt), or "
+               "load this state dict into the model it came from.")
         return failed(TITLE, f"{ckpt['name']} holds no ultralytics model ({ckpt.get('tensors')} "
-                      "tensors, no `model`/`ema` object): YOLO() cannot build from it",
-                      "Point at the .pt that ultralytics saved (runs/detect/train/weights/best.pt),"
-                      " or load this state dict into the model it came from.",
-                      "checkpoint-load-failed", kind=ckpt.get("kind"))
+                      "tensors, no `model`/`ema` object): YOLO() cannot build from it", fix,
+                      "checkpoint-load-failed", kind=ckpt.get("kind"), sam=sam)
     probe = ctx.fact("yolo_probe")
     model = probe.get("model") or {}
     if model.get("missing_weights"):

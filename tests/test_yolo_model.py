@@ -362,6 +362,28 @@ def test_plain_state_dict_is_not_an_ultralytics_checkpoint(contained):
     assert "holds no ultralytics model" in findings(report)["model.yolo_weights"][0]["message"]
 
 
+def test_sam_weights_given_as_yolo_weights(contained):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sam_helpers import shaped_checkpoint
+
+    shaped_checkpoint(contained / "sam_b.pt", "vit_b")
+    code, report = run_model("sam_b.pt", "--data", "data.yaml")
+    f = findings(report)["model.yolo_weights"][0]
+    assert (f["status"], f["recipe"]) == ("fail", "checkpoint-load-failed")
+    assert "segment_anything:vit_b --checkpoint sam_b.pt" in f["fix"]
+
+
+def test_pytest_helper_fails_with_the_report(contained):
+    from pytest_cvdoctor import assert_yolo_ready
+
+    with open("evil.pt", "wb") as fh:
+        pickle.dump({"model": _Payload()}, fh)
+    with pytest.raises(AssertionError, match="model.yolo_weights"):
+        assert_yolo_ready("evil.pt", "data.yaml")
+
+
 @pytest.mark.parametrize("target, words", [
     ("ultralytics:yolov99z.yaml", "no such model yaml"),
     ("ultralytics:", "give a model yaml or weights"),

@@ -53,6 +53,10 @@ def yolo_checkpoint(ctx) -> dict[str, Any] | None:
         or (rec.get("pickle") or {}).get("problem")
     out["yolo"] = yolo_info(structure.get("meta"))
     out["tensors"] = len(structure.get("tensors") or {})
+    if out["yolo"] is None and structure.get("tensors"):
+        from cvdoctor.checkpoint.known import sam_variant
+
+        out["sam"] = sam_variant(structure["tensors"])
     return out
 
 
