@@ -97,6 +97,7 @@ def _signal_number(returncode: int) -> int | None:
 
 def diagnose(argv: list[str], returncode: int, duration_s: float, pty: bool, tail: OutputTail,
              *, faulthandler_by_us: bool = False, oom_before: int | None = None) -> Report:
+    tail.close()
     sig_no = _signal_number(returncode)
     sig = signal_name(sig_no) if sig_no else None
     report = Report(argv, 128 + sig_no if sig_no else returncode, sig, duration_s, pty,

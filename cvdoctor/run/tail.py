@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 TAIL = 1024 * 1024  # bytes of the end of the output kept for matching
+SCAN_BATCH = 256 * 1024  # bytes scanned at once for symptoms and line counts
 BLOCK = 16 * 1024  # bytes kept from one earlier traceback
 EARLIER = 8  # earlier tracebacks kept (the first one is kept on top of these)
 _TRACEBACK = b"Traceback (most recent call last)"
@@ -92,19 +93,35 @@ class OutputTail:
         self.blocks: deque[bytes] = deque(maxlen=EARLIER)  # the latest ones that left it
         self.symptoms: dict[str, Symptom] = {}
         self._carry = b""
+        self._pending = 0  # bytes at the end of buf not scanned yet
+        self._batch = min(SCAN_BATCH, max(1, tail // 4))
 
     def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
+        """Called for every chunk the command writes, so it only appends; the scans run on
+        batches of SCAN_BATCH bytes (fewer, larger passes cost less than one per 8 KiB write)."""
         self.total += len(chunk)
-        self._scan_symptoms(chunk)
-        self.lines += chunk.count(b"\n")
         self.buf += chunk
-        if len(self.buf) > 2 * self.tail_size:
-            cut = len(self.buf) - self.tail_size
-            cut = self.buf.find(b"\n", cut) + 1 or cut  # keep whole lines
-            self._keep_tracebacks(bytes(self.buf[:cut]))
-            del self.buf[:cut]
+        self._pending += len(chunk)
+        if self._pending >= self._batch:
+            self._flush()
+            if len(self.buf) > 2 * self.tail_size:
+                cut = len(self.buf) - self.tail_size
+                cut = self.buf.find(b"\n", cut) + 1 or cut  # keep whole lines
+                self._keep_tracebacks(bytes(self.buf[:cut]))
+                del self.buf[:cut]
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = bytes(self.buf[len(self.buf) - self._pending:])
+            self._pending = 0
+            self._scan_symptoms(data)
+            self.lines += data.count(b"\n")
+
+    def close(self) -> None:
+        """The output has ended: scan what is left, the last line even without a newline."""
+        self._flush()
+        if self._carry:
+            self._scan_symptoms(b"", final=True)
 
     def _scan_symptoms(self, chunk: bytes, final: bool = False) -> None:
         """Look at the complete lines (ended by \\n or \\r) of carry + chunk; an unfinished
@@ -150,11 +167,11 @@ class OutputTail:
 
     def text(self) -> str:
         """What matching reads: the kept earlier tracebacks, then the tail."""
+        self._flush()
         parts = ([self.first_block] if self.first_block else []) + list(self.blocks)
         parts.append(bytes(self.buf))
         return b"\n".join(parts).decode("utf-8", "replace")
 
     def symptom_list(self) -> list[Symptom]:
-        if self._carry:  # the output's last line, never ended by a newline
-            self._scan_symptoms(b"", final=True)
+        self.close()
         return sorted(self.symptoms.values(), key=lambda s: s.first_line_number)
