@@ -476,3 +476,15 @@ def test_run_is_listed_by_cvdoctor_help():
     run = subprocess.run([*CVDOCTOR, "--help"], capture_output=True, timeout=60)
     text = " ".join(run.stdout.decode().split())
     assert "127 when COMMAND is not found" in text and "--json-out" in text
+
+
+def test_cvdoctor_run_never_imports_torch(tmp_path):
+    """cvdoctor's own process stays light (start-up, memory): only the command imports torch."""
+    code = ("import sys\nfrom cvdoctor.cli import main\n"
+            "sys.argv = ['cvdoctor', 'run', '--', sys.executable, '-c', 'raise KeyError(1)']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'cvdoctor run imported torch'\n"
+            "sys.stderr.write('NO_TORCH_OK')")
+    run = subprocess.run([PY, "-c", code], capture_output=True, timeout=60, cwd=tmp_path,
+                         env=env_for_child())
+    assert b"NO_TORCH_OK" in run.stderr, run.stderr.decode()[-800:]
