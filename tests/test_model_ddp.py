@@ -28,7 +28,7 @@ from pytest_cvdoctor import assert_ddp_ready
 
 TARGETS = Path(__file__).parent / "ddp_targets"
 REPO = Path(__file__).resolve().parents[1]
-DDP_CHECKS = ("model.ddp_unused", "model.ddp_sync", "model.ddp_data", "model.ddp")
+DDP_CHECKS = ("model.ddp_unused", "model.ddp_sync", "model.ddp_batches", "model.ddp")
 
 
 def ddp_report(name: str, *, ddp: int | None = 2, timeout: float = 30.0, select=("model.ddp*",)):
@@ -157,7 +157,7 @@ def test_a_buffer_updated_from_the_rank_warns():
 
 def test_batchnorm_with_two_samples_per_rank_warns_with_the_conversion_line():
     report = ddp_report("batchnorm_two_per_rank")
-    f = only(report, "model.ddp_data")
+    f = only(report, "model.ddp_batches")
     assert (f.status, f.recipe) == ("warn", "ddp-syncbatchnorm")
     assert "2 BatchNorm layers (`1`, `4`) normalize over 2 samples per rank" in f.message
     assert "nn.SyncBatchNorm.convert_sync_batchnorm(model)" in f.fix
@@ -169,7 +169,7 @@ def test_a_seeded_loader_without_distributed_sampler_fails_and_saving_the_wrappe
         monkeypatch):
     monkeypatch.setenv("CVDOCTOR_TEST_SEEDED", "1")
     report = ddp_report("loader_no_sampler")
-    data = only(report, "model.ddp_data")
+    data = only(report, "model.ddp_batches")
     assert (data.status, data.recipe) == ("fail", "ddp-distributed-sampler")
     assert "every rank drew the same first batch from train_loader" in data.message
     assert "RandomSampler, not a DistributedSampler" in data.message
@@ -183,7 +183,7 @@ def test_a_seeded_loader_without_distributed_sampler_fails_and_saving_the_wrappe
 
 def test_an_unseeded_loader_without_distributed_sampler_warns(monkeypatch):
     monkeypatch.delenv("CVDOCTOR_TEST_SEEDED", raising=False)
-    f = only(ddp_report("loader_no_sampler", select=("model.ddp_data",)), "model.ddp_data")
+    f = only(ddp_report("loader_no_sampler", select=("model.ddp_batches",)), "model.ddp_batches")
     assert (f.status, f.recipe) == ("warn", "ddp-distributed-sampler")
     assert "the ranks drew different first batches" in f.message
 
@@ -202,7 +202,7 @@ def test_healthy_models_pass_every_ddp_check(name, seed, monkeypatch):
 def test_the_healthy_cnn_reports_its_sampler_and_checkpoint():
     report = ddp_report("healthy_cnn")
     assert "get_dataloader() splits the data with DistributedSampler (2 replicas)" in \
-        only(report, "model.ddp_data").message
+        only(report, "model.ddp_batches").message
     run = only(report, "model.ddp")
     assert "2 ranks, gloo on CPU: every rank joined the process group" in run.message
     assert "save_checkpoint() writes a state_dict that loads into the bare model" in run.message

@@ -57,6 +57,13 @@ TARGET is one of:
                plugin=True),
         Option("deep", "Run the full-size parts too: SAM's real image encoder at 1024 px, "
                "16 YOLO images instead of 4.", kind="bool", default=False, api=False),
+        Option("ddp", "Also check data-parallel training: run N processes in a real "
+               "torch.distributed group, each wrapping the model in DistributedDataParallel "
+               "(default: the file's ddp = N; off).", kind="int", min=1, metavar="N",
+               plugin=True),
+        Option("ddp_timeout", "Seconds any DDP collective, or a rank without progress, may take "
+               "before it counts as hung (default 60).", kind="float", min=0, min_open=True,
+               metavar="SECONDS"),
     ),
     api_params=(
         Param("model", "the nn.Module to check (never modified)", required=True, positional=True),

@@ -96,6 +96,11 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
 
 # --- the run ----------------------------------------------------------------------------------
 
+def is_echo(error: dict[str, Any]) -> bool:
+    """Whether a rank's error only reports that another rank failed or is late."""
+    return bool(_ECHOES.search(f"{error.get('type')}: {_first_line(error.get('message'))}"))
+
+
 def user_frame(stack: str | None) -> str | None:
     """The innermost frame of the user's code in a faulthandler dump ('file.py:12 in forward')."""
     if not stack:
@@ -129,8 +134,7 @@ def run_summary(run: dict[str, Any], logs: list[RankLog]) -> dict[str, Any]:
                              _SOURCE_PREFIX.match(err.get("message") or "") else
                              err.get("message") or "",
                              "traceback": err.get("traceback"),
-                             "echo": bool(_ECHOES.search(f"{err.get('type')}: "
-                                                         f"{_first_line(err.get('message'))}"))})
+                             "echo": is_echo(err)})
         elif rec.get("killed"):
             last = rec.get("last_stage") or {}
             failures.append({"rank": log.rank, "kind": "stopped", "stage": last.get("stage"),

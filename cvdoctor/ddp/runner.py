@@ -216,7 +216,9 @@ def _spawn(r: _Rank, job_path: Path, launch: Launch, port: int, pgid: int | None
         if proc is not None:
             return proc, proc.pid if pgid is None else pgid
     kwargs: dict[str, Any] = {}
-    if sys.version_info >= (3, 11):
+    if os.name != "posix":  # pragma: no cover - no process groups: each rank is killed alone
+        pass
+    elif sys.version_info >= (3, 11):
         kwargs["process_group"] = 0 if pgid is None else pgid
     else:  # pragma: no cover - Python 3.10
         target = 0 if pgid is None else pgid
@@ -371,16 +373,29 @@ def _watch(ranks: list[_Rank], launch: Launch) -> tuple[str, float | None]:
             for r in ranks:
                 r.read()
             return "completed", None
-        if any(r.failed for r in ranks):
+        failed = [r for r in ranks if r.failed]
+        if failed:
             if failed_at is None:
                 failed_at = now
-            elif now - failed_at > GRACE_S:
+            if now - failed_at > GRACE_S or all(_nothing_to_wait_for(r) for r in failed):
                 return "failed", None
         joined = all(r.ended("init") for r in ranks)
         limit = launch.timeout_s if joined else max(launch.timeout_s, launch.startup_s)
         if failed_at is None and now - last_progress > limit:
             return "hung", round(now - last_progress, 1)
         time.sleep(POLL_S)
+
+
+def _nothing_to_wait_for(r: _Rank) -> bool:
+    """A failure after which the other ranks have nothing more to tell: it happened while
+    joining the group (nobody got further), or it is a timeout waiting for the others (those
+    still running are the ones stuck)."""
+    from cvdoctor.ddp.analysis import is_echo
+
+    error = r.error
+    if error is None:
+        return False
+    return error.get("stage") == "init" or is_echo(error)
 
 
 def _dump_stacks(ranks: list[_Rank]) -> None:
@@ -390,7 +405,7 @@ def _dump_stacks(ranks: list[_Rank]) -> None:
     for r in ranks:
         if r.proc is not None and r.proc.poll() is None:
             try:
-                os.kill(r.proc.pid, signal.SIGUSR1)
+                os.kill(r.proc.pid, signal.SIGUSR1)  # AttributeError on Windows: no stacks
                 asked.append(r)
             except (OSError, AttributeError):
                 continue
@@ -404,7 +419,7 @@ def _dump_stacks(ranks: list[_Rank]) -> None:
 
 def _kill_group(pgid: int | None, ranks: list[_Rank]) -> None:
     """SIGKILL to the ranks' process group (their DataLoader workers too), then reap."""
-    if pgid is not None:
+    if pgid is not None and hasattr(os, "killpg"):
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -53,6 +53,9 @@ def _child(request: dict, inherited: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        for entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+            if entry and entry not in sys.path:  # as a new interpreter would put them first
+                sys.path.insert(0, entry)
         sys.argv = list(request["argv"][2:])  # as `python -m MODULE ARGS` sees it
         _fresh_state()
         from cvdoctor.ddp import worker
