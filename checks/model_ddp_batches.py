@@ -1,4 +1,4 @@
-"""model.ddp_data: each rank gets its own data, in batches BatchNorm can use."""
+"""model.ddp_batches: each rank gets its own data, in batches BatchNorm can use."""
 from __future__ import annotations
 
 from cvdoctor.ddp.words import names
@@ -65,7 +65,7 @@ def _sampler(data: dict | None) -> tuple[Problem | None, str]:
                    SAMPLER_FIX, evidence), ""
 
 
-@register("model.ddp_data", order=112, title=TITLE, recipes=[BN_RECIPE, SAMPLER_RECIPE],
+@register("model.ddp_batches", order=112, title=TITLE, recipes=[BN_RECIPE, SAMPLER_RECIPE],
           needs=["ddp_setup", "ddp"])
 def check(ctx):
     """Reads how the model file feeds the ranks. With a loader (train_loader, get_dataloader()),
