@@ -34,7 +34,7 @@ def _batchnorm(setup: dict) -> Problem | None:
         {"batch_per_rank": b, "batchnorm": layers, "world_size": n})
 
 
-def _sampler(data: dict | None) -> tuple[Problem | None, str]:
+def _sampler(data: dict | None, world: int) -> tuple[Problem | None, str]:
     loader = (data or {}).get("loader") or {}
     if not loader.get("from_loader"):
         return None, "the batch does not come from a loader: sampler not checked"
@@ -57,8 +57,8 @@ def _sampler(data: dict | None) -> tuple[Problem | None, str]:
     if same:
         return Problem(FAIL, SAMPLER_RECIPE,
                        f"{first}: its sampler is {sampler}, not a DistributedSampler, so every "
-                       "rank trains on the whole dataset in the same order (N copies of one "
-                       "batch per step)", SAMPLER_FIX, evidence), ""
+                       f"rank trains on the whole dataset in the same order (each step computes "
+                       f"one batch {world} times)", SAMPLER_FIX, evidence), ""
     return Problem(WARN, SAMPLER_RECIPE,
                    f"{first}, but its sampler is {sampler}, not a DistributedSampler: every rank "
                    "still goes through the whole dataset each epoch, in its own order",
@@ -83,16 +83,17 @@ def check(ctx):
     problems: list[Problem] = []
     notes: list[str] = []
     bn = _batchnorm(setup)
+    per_rank = setup.get("batch_per_rank")
     if bn:
         problems.append(bn)
-    elif setup.get("batchnorm"):
-        notes.append(f"{plural(setup['batch_per_rank'] or 0, 'sample')} per rank through "
-                     f"{plural(len(setup['batchnorm']), 'BatchNorm layer')}")
-    elif setup.get("sync_batchnorm"):
-        notes.append(f"{plural(len(setup['sync_batchnorm']), 'SyncBatchNorm layer')}")
+    elif per_rank is not None:
+        layers = setup.get("batchnorm") or setup.get("sync_batchnorm")
+        kind = "BatchNorm layer" if setup.get("batchnorm") else "SyncBatchNorm layer"
+        notes.append(f"{plural(per_rank, 'sample')} per rank" +
+                     (f" through {plural(len(layers), kind)}" if layers else ""))
     ddp = ctx.fact("ddp")
     if ddp.get("ran"):
-        problem, note = _sampler(ddp["analysis"]["data"])
+        problem, note = _sampler(ddp["analysis"]["data"], setup["world_size"])
         if problem:
             problems.append(problem)
         elif note:
@@ -101,7 +102,5 @@ def check(ctx):
         notes.append("sampler not checked: the DDP run did not happen")
     evidence = {"batch_per_rank": setup.get("batch_per_rank"),
                 "batchnorm": setup.get("batchnorm")}
-    return report_problems(TITLE, problems, "; ".join(notes) or
-                           f"{plural(setup.get('batch_per_rank') or 0, 'sample')} per rank",
-                           **evidence)
+    return report_problems(TITLE, problems, "; ".join(notes), **evidence)
 
