@@ -12,7 +12,7 @@ TITLE = "Checkpoint fits the model"
 @register("model.checkpoint", order=5, title=TITLE,
           recipes=[*v.FIT_RECIPES, v.UNSAFE, v.TRUNCATED, v.NOT_A_CHECKPOINT,
                    "sam-checkpoint-missing"],
-          needs=["checkpoint_fit"])
+          needs=["checkpoint_fit"], opt_in=("checkpoint", "weights"))
 def check(ctx):
     """When the model file names a checkpoint (a `checkpoint` or `weights` path) or
     --checkpoint PATH is given: the same questions as `cvdoctor ckpt FILE --model`: the file

@@ -112,7 +112,7 @@ def _checkpoint(c: dict | None) -> tuple[Problem | None, str]:
 
 
 @register("model.ddp", order=115, title=TITLE, recipes=[FAILED, HUNG, PREFIX],
-          needs=["ddp"], error_recipes=True)
+          needs=["ddp"], error_recipes=True, opt_in="ddp")
 def check(ctx):
     """Starts N rank processes with the launcher's variables (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR, MASTER_PORT on a free port), in a real process group (gloo on CPU, NCCL with

@@ -66,7 +66,7 @@ def _sampler(data: dict | None, world: int) -> tuple[Problem | None, str]:
 
 
 @register("model.ddp_batches", order=112, title=TITLE, recipes=[BN_RECIPE, SAMPLER_RECIPE],
-          needs=["ddp_setup", "ddp"])
+          needs=["ddp_setup", "ddp"], opt_in="ddp")
 def check(ctx):
     """Reads how the model file feeds the ranks. With a loader (train_loader, get_dataloader()),
     each rank of the DDP run builds it after joining the process group and reports its sampler

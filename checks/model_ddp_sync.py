@@ -51,7 +51,7 @@ def _causes(s: dict, rank: int) -> tuple[list[str], str]:
     return causes, fix
 
 
-@register("model.ddp_sync", order=111, title=TITLE, recipes=[RECIPE], needs=["ddp"])
+@register("model.ddp_sync", order=111, title=TITLE, recipes=[RECIPE], needs=["ddp"], opt_in="ddp")
 def check(ctx):
     """Compares the ranks of the DDP run with rank 0: whether DDP could wrap the same model on
     every rank; the outputs of the wrapped model's copy on rank 0's batch (same seed everywhere,

@@ -18,7 +18,7 @@ def _reproduced(red: dict | None) -> str:
             f"\"{red['first_line']}\"{detail}")
 
 
-@register("model.ddp_unused", order=110, title=TITLE, recipes=[RECIPE], needs=["ddp"])
+@register("model.ddp_unused", order=110, title=TITLE, recipes=[RECIPE], needs=["ddp"], opt_in="ddp")
 def check(ctx):
     """Inside the DDP run, each rank runs two forward/backward passes on a copy of the wrapped
     model (rank 0's batch, then its own) and records which trainable parameters got no

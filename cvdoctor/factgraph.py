@@ -124,7 +124,8 @@ class Context:
         command's ordinary targets), and an opt-in check only when its option is set."""
         if self.target_kind not in (check.targets or (None,)):
             return False
-        if getattr(check, "opt_in", None) and not self.option(check.opt_in):
+        names = getattr(check, "opt_in_names", ())
+        if names and not any(self.option(name) for name in names):
             return False
         return True
 

@@ -36,9 +36,13 @@ class CheckSpec:
     # The kinds of target the check is for (a context's `target_kind`, e.g. "yolo"); empty: the
     # command's ordinary targets. A context decides with `applies()`.
     targets: tuple[str, ...] = ()
-    # The option (or model-file hint) that asks for this check ("ddp"): without it the check is
-    # left out of the report; `cvdoctor checks` still lists it.
-    opt_in: str | None = None
+    # The option(s) (or model-file hints) that ask for this check ("ddp"; any of several): without
+    # one the check is left out of the report; `cvdoctor checks` still lists it.
+    opt_in: str | tuple[str, ...] | None = None
+
+    @property
+    def opt_in_names(self) -> tuple[str, ...]:
+        return (self.opt_in,) if isinstance(self.opt_in, str) else tuple(self.opt_in or ())
 
     @property
     def doc(self) -> str:
@@ -60,7 +64,7 @@ _REGISTRY: dict[str, CheckSpec] = {}
 
 def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: Iterable[str] = (),
              order: int = 1000, command: str | None = None, error_recipes: bool = False,
-             targets: Iterable[str] = (), opt_in: str | None = None):
+             targets: Iterable[str] = (), opt_in: str | Iterable[str] | None = None):
     """Decorator: ``@register("env.shm", title=..., recipes=[...], needs=["shm"], order=50)``.
 
     `command` defaults to the id's first part (``env.shm`` runs under ``cvdoctor env``).
@@ -73,7 +77,9 @@ def register(check_id: str, *, title: str, recipes: Iterable[str] = (), needs: I
             raise DuplicateCheckError(f"check id {check_id!r} is registered twice")
         _REGISTRY[check_id] = CheckSpec(check_id, func, title, tuple(recipes), tuple(needs), order,
                                         command or check_id.split(".", 1)[0], error_recipes,
-                                        tuple(targets), opt_in)
+                                        tuple(targets),
+                                        opt_in if isinstance(opt_in, (str, type(None)))
+                                        else tuple(opt_in))
         return func
 
     return wrap

@@ -85,16 +85,17 @@ def _log_findings(findings: list[Finding]) -> None:
 
 
 def _why_not(spec: CheckSpec, ctx: Context) -> str:
-    if spec.opt_in and not ctx.option(spec.opt_in) and \
+    names = spec.opt_in_names
+    if names and not any(ctx.option(n) for n in names) and \
             ctx.target_kind in (spec.targets or (None,)):
         from cvdoctor.commands import all_commands
 
         declared = all_commands().get(spec.command)
-        option = next((o for o in declared.options if o.name == spec.opt_in), None) \
+        option = next((o for o in declared.options if o.name == names[0]), None) \
             if declared else None
-        how = f"give {option.cli_flag}" if option and option.cli else f"set {spec.opt_in}"
+        how = f"give {option.cli_flag}" if option and option.cli else f"set {names[0]}"
         if spec.command == "model":
-            how += f" (or `{spec.opt_in} = ...` in the model file)"
+            how += " (or " + " or ".join(f"`{n} = ...`" for n in names) + " in the model file)"
         return f"runs only when asked for: {how}; `cvdoctor explain {spec.id}` says more"
     return "does not apply to this target"
 

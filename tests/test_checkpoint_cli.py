@@ -537,11 +537,12 @@ def test_model_checkpoint_from_the_model_file(tmp_path, r18_state):
     assert not marker.exists()
 
 
-def test_model_checkpoint_skips_when_none_is_named(tmp_path):
+def test_model_checkpoint_stays_out_when_none_is_named(tmp_path):
     result = CliRunner().invoke(cli, ["model", "torchvision:resnet18", "--select",
                                       "model.checkpoint", "--json"])
     (finding,) = json.loads(result.stdout)["findings"]
-    assert finding["status"] == "skip" and "no checkpoint named" in finding["message"]
+    assert finding["status"] == "skip" and "give --checkpoint" in finding["message"]
+    assert "`weights = ...`" in finding["message"]
 
 
 def test_requirement_check_for_the_pytest_marker(tmp_path, r18_state):

@@ -292,11 +292,14 @@ def test_without_the_fork_server_ranks_are_plain_processes(monkeypatch):
 
 # --- how it is asked for -------------------------------------------------------------------------
 
-def test_without_ddp_every_ddp_check_skips_saying_how_to_ask():
+def test_without_ddp_the_ddp_checks_stay_out_and_say_how_to_ask_when_named():
     ctx = make_context(all_commands()["model"], str(REPO / "examples/cifar10_cnn.py"), {})
+    plain = run_context("model", ctx)
+    assert not set(plain.check_ids()) & set(DDP_CHECKS)  # opt-in: not in ordinary reports
     report = run_context("model", ctx, select=["model.ddp*"])
     assert statuses(report) == {c: ["skip"] for c in DDP_CHECKS}
-    assert "--ddp N (or ddp = N in the model file)" in only(report, "model.ddp").message
+    message = only(report, "model.ddp").message
+    assert "give --ddp" in message and "`ddp = ...` in the model file" in message
 
 
 def test_the_files_ddp_hint_turns_the_run_on():
