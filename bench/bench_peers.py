@@ -170,33 +170,51 @@ def detect(tool, kind, name, threads, timeout) -> dict:
 
 # --- timing ------------------------------------------------------------------------------------
 
-def time_tools(repeats: int) -> list[tuple[str, float, float]]:
+def time_tools(repeats: int, threads: int | None = None) -> list[tuple[str, dict]]:
+    """Per model: median wall and CPU seconds of each tool's check_model, how many checks each
+    ran (not skipped) and, for cvdoctor, how many distinct problems (recipes) those checks can
+    name. The tools alternate within each round, so a load spike from other jobs on the machine
+    hits both alike; CPU time (this process, all its threads) is the steadier figure."""
     import torch
 
     import cvdoctor
     import peer_fixtures
     import torchtest2
+    from cvdoctor.registry import all_checks
+
+    if threads:
+        torch.set_num_threads(threads)
+    recipes = {spec.id: set(spec.recipes) for spec in all_checks("model")}
 
     rows = []
     for name, build in peer_fixtures.healthy().items():
-        times = {"cvdoctor": [], "torchtest2": []}
+        wall = {"cvdoctor": [], "torchtest2": []}
+        cpu = {"cvdoctor": [], "torchtest2": []}
+        ran = {}
         for i in range(repeats + 1):  # the first round warms both up and is not counted
-            for tool in ("cvdoctor", "torchtest2"):
+            order = ("cvdoctor", "torchtest2") if i % 2 else ("torchtest2", "cvdoctor")
+            for tool in order:
                 torch.manual_seed(0)
                 s = build()
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
                 with contextlib.redirect_stdout(io.StringIO()), \
                         contextlib.redirect_stderr(io.StringIO()):
                     if tool == "cvdoctor":
-                        cvdoctor.check_model(s.model, (s.inputs, s.targets), loss_fn=s.loss_fn,
-                                             optimizer=s.optimizer, num_classes=s.num_classes)
+                        report = cvdoctor.check_model(s.model, (s.inputs, s.targets),
+                                                      loss_fn=s.loss_fn, optimizer=s.optimizer,
+                                                      num_classes=s.num_classes)
+                        ids = {f.check for f in report.findings if f.status != "skip"}
+                        named = set().union(*(recipes[i] for i in ids))
+                        ran[tool] = f"{len(ids)} ({len(named)} problems)"
                     else:
-                        torchtest2.check_model(s.model, s.inputs, s.targets, loss_fn=s.loss_fn,
-                                               optimizer=s.optimizer)
+                        report = torchtest2.check_model(s.model, s.inputs, s.targets,
+                                                        loss_fn=s.loss_fn, optimizer=s.optimizer)
+                        ran[tool] = sum(str(r.status) != "SKIP" for r in report.results)
                 if i:
-                    times[tool].append(time.perf_counter() - start)
-        rows.append((name, statistics.median(times["cvdoctor"]),
-                     statistics.median(times["torchtest2"])))
+                    wall[tool].append(time.perf_counter() - start)
+                    cpu[tool].append(time.process_time() - cpu0)
+        rows.append((name, {t: (statistics.median(wall[t]), statistics.median(cpu[t]), ran[t])
+                            for t in wall}))
         print(f"  timed {name}", file=sys.stderr, flush=True)
     return rows
 
@@ -255,12 +273,21 @@ def main(argv=None) -> int:
             print(f"| {name} | " + " | ".join(cell(row[t], kind) for t in TOOLS) + " |", flush=True)
         print()
     if not args.skip_timing:
-        print(f"### check_model wall time (median of {args.repeats}, after 1 warm-up)\n")
-        print("| model | cvdoctor.check_model s | torchtest2.check_model s |")
-        print("| --- | ---: | ---: |")
-        for name, ours, theirs in time_tools(args.repeats):
-            print(f"| {name} | {ours:.2f} | {theirs:.2f} |", flush=True)
-        print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
+        print(f"### check_model time (median of {args.repeats}, after 1 warm-up; tools "
+              f"alternate)\n")
+        print("| model | cvdoctor wall s | torchtest2 wall s | wall ratio | cvdoctor CPU s | "
+              "torchtest2 CPU s | CPU ratio | checks run: cvdoctor (problems they name) / torchtest2 |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        ratios = []
+        for name, t in time_tools(args.repeats, args.threads):
+            (cw, cc, cn), (tw, tc, tn) = t["cvdoctor"], t["torchtest2"]
+            ratios.append((cw / tw, cc / tc))
+            print(f"| {name} | {cw:.2f} | {tw:.2f} | {cw / tw:.2f} | {cc:.2f} | {tc:.2f} | "
+                  f"{cc / tc:.2f} | {cn} / {tn} |", flush=True)
+        print(f"\nMedian ratio cvdoctor / torchtest2 over the models: wall "
+              f"{statistics.median(r[0] for r in ratios):.2f}, CPU "
+              f"{statistics.median(r[1] for r in ratios):.2f}.")
+        print(f"Load average at the end: {os.getloadavg()[0]:.1f}.")
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=2))
     return 0

@@ -23,7 +23,7 @@ RECIPES = ["output-ignores-input", "dead-gradients"]
 
 
 @register("model.input_dependency", order=65, title=TITLE, recipes=RECIPES,
-          needs=["eval_pass", "one_step", "module_trace"])
+          needs=["eval_pass", "one_step", "module_trace", "first_conv"])
 def check(ctx) -> Finding | list[Finding]:
     """Zeroes the inputs (rolls integer ones) and rolls the samples along the batch on an
     eval-mode copy and compares the outputs; sends the gradient of a fixed random projection of
@@ -64,8 +64,12 @@ def check(ctx) -> Finding | list[Finding]:
         if use.ignores_input or use.constant:
             return report_problems(TITLE, [_blind(ctx, use, n, step)], "", **evidence)
     problems = []
+    conv = ctx.fact("first_conv")
     try:
-        dead = dead_input_channels(model, inputs, n, seed)
+        # A first convolution that reads the batch as given mixes every channel into each of
+        # its outputs: no channel can go unread, no gradient pass needed to show it.
+        dead = [] if conv is not None and conv.reads_batch else \
+            dead_input_channels(model, inputs, n, seed)
     except Exception as exc:  # noqa: BLE001 - e.g. a model that cannot backward in eval mode
         dead = []
         evidence["channel_probe_error"] = f"{type(exc).__name__}: {exc}"

@@ -14,7 +14,7 @@ from cvdoctor.finding import failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.model.overfit import (MAIN_CAP_S, MAX_STEPS, MIN_JUDGE_STEPS, MIN_STEPS, Run, Task,
                                     converged, evidence, num, pct, rerun_cap,
-                                    run_evidence, task_for, train)
+                                    run_evidence, start_from_shared_step, task_for, train)
 from cvdoctor.registry import register
 
 TITLE = "Overfit one batch"
@@ -29,7 +29,8 @@ RECIPES = ["overfit-lr-too-high", "overfit-lr-too-low", "overfit-weight-decay", 
            "overfit-no-progress", "overfit-budget-exhausted", "nan-loss"]
 
 
-@register("model.overfit_batch", order=100, title=TITLE, recipes=RECIPES, needs=["base"])
+@register("model.overfit_batch", order=100, title=TITLE, recipes=RECIPES,
+          needs=["base", "one_step"])
 def check(ctx):
     """Trains a copy on the one batch with the user's optimizer (time-capped, judged in train
     mode with dropout off) and stops as soon as the verdict is certain. Passes when it memorizes
@@ -70,8 +71,11 @@ def _diagnose(ctx, task: Task, base):
     budgeted = left is not None
     main_cap = min(left * 0.6, 60.0) if budgeted else MAIN_CAP_S
     max_steps = MAX_STEPS * (4 if budgeted else 1)
+    _, targets = ctx.batch()
+    first = start_from_shared_step(task, base, ctx.fact("one_step"), targets)
     main = train(ctx, task, label="main", overrides={}, cap_s=main_cap, max_steps=max_steps,
-                 budget_capped=budgeted, min_steps=MIN_STEPS)
+                 budget_capped=budgeted, min_steps=MIN_STEPS, stop_when_learning=not budgeted,
+                 start_from=first)
     ev = evidence(task, main)
 
     if main.verdict == "error":
@@ -80,6 +84,10 @@ def _diagnose(ctx, task: Task, base):
                       "overfit-no-progress", **ev)
     if main.verdict == "memorized":
         return passed(TITLE, f"memorized the batch: {main.summary(task)}", **ev)
+    if main.verdict == "learning" and main.stop == "learning":
+        return passed(TITLE, f"learning the batch steadily (stopped as soon as that was "
+                             f"certain; --budget runs on to memorization): {main.summary(task)}",
+                      **ev)
     if main.verdict == "learning":
         cap = {"steps": f"the {max_steps}-step cap", "budget": "the --budget"}.get(
             main.stop, f"the {MAIN_CAP_S:g} s cap")

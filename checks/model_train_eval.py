@@ -20,7 +20,8 @@ TITLE = "Train/eval mode behaviour"
 RECIPES = ["model-in-eval-mode", "eval-nondeterministic", "eval-batch-dependent"]
 
 
-@register("model.train_eval", order=80, title=TITLE, recipes=RECIPES, needs=["eval_pass"])
+@register("model.train_eval", order=80, title=TITLE, recipes=RECIPES,
+          needs=["eval_pass", "base"])
 def check(ctx) -> Finding | list[Finding]:
     """Reads the mode the model came in and runs two eval-mode forwards of the same batch
     under different seeds with a spy on F.dropout/F.batch_norm. Warns when the model was
@@ -132,8 +133,12 @@ def _train_vs_eval(ctx, inputs, n, seed, eval_rows) -> str:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not dropouts and not norms:
         return ""
+    base = ctx.fact("base")  # the shared train-mode forward of this batch, same seed
     try:
-        train_rows = batch_rows(traced_forward(ctx.copy_model(train=True), inputs, seed)[0], n)
+        if base.outputs is not None:
+            train_rows = batch_rows(base.outputs, n)
+        else:
+            train_rows = batch_rows(traced_forward(ctx.copy_model(train=True), inputs, seed)[0], n)
     except Exception:  # noqa: BLE001 - a train-mode-only failure is model.forward's business
         return ""
     change, scale = row_change(eval_rows, train_rows, list(range(n)))

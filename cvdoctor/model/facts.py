@@ -107,7 +107,8 @@ def base_pass(ctx) -> BasePass:
             return result
         finally:
             result.seconds = time.perf_counter() - start
-        result.grads = {n: (p.grad.detach().clone() if p.grad is not None else None)
+        # the copy's own gradients (it is never stepped: one_step steps a copy of it)
+        result.grads = {n: (p.grad.detach() if p.grad is not None else None)
                         for n, p in model.named_parameters() if p.requires_grad}
     return result
 
@@ -257,6 +258,7 @@ class ConvProbe:
     shape: tuple[int, ...]
     dtype: torch.dtype
     stats: dict[str, float] = field(default_factory=dict)
+    reads_batch: bool = False  # its input is the batch's first tensor, values unchanged
 
 
 class _Reached(Exception):
@@ -281,8 +283,11 @@ def first_conv(ctx) -> ConvProbe | None:
     def hook(module, args):
         x = args[0] if args else None
         if isinstance(x, torch.Tensor):
+            given = first_tensor(ctx.spec.inputs)  # the user's batch: never modified in place
+            same = (given is not None and given.shape == x.shape and given.dtype == x.dtype
+                    and bool(torch.equal(given.to(x.device), x)))
             found.append(ConvProbe(names.get(id(module), "?"), module.in_channels,
-                                   tuple(x.shape), x.dtype, input_stats(x)))
+                                   tuple(x.shape), x.dtype, input_stats(x), same))
         raise _Reached
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules()
@@ -487,7 +492,8 @@ def one_step(ctx) -> OneStep:
         for n, p in params.items():
             g = base.grads.get(n)
             p.grad = g.clone() if g is not None else None
-        result.before = {n: p.detach().clone() for n, p in params.items()}
+        # the base copy's own parameters: it is never stepped, so no clone is needed
+        result.before = {n: p.detach() for n, p in base.model.named_parameters()}
         result.with_grad = {n for n, p in params.items() if p.grad is not None
                             and bool(p.grad.any()) and bool(torch.isfinite(p.grad).all())}
         x, y = ctx.batch()
