@@ -52,8 +52,9 @@ TARGET is one of:
                kind="int", min=1, metavar="PX", api=False),
         Option("workers", "YOLO: DataLoader workers (default: the file's, 8).", kind="int", min=0,
                metavar="N", api=False),
-        Option("checkpoint", "SAM: the checkpoint for segment_anything:vit_b|vit_l|vit_h "
-               "(default: the file's checkpoint=).", kind="path", metavar="FILE", api=False,
+        Option("checkpoint", "A checkpoint the model is meant to load: checked to be whole, safe "
+               "and fitting the model (SAM: the weights for segment_anything:vit_b|vit_l|vit_h; "
+               "default: the file's checkpoint = / weights =).", kind="path", metavar="FILE", api=False,
                plugin=True),
         Option("deep", "Run the full-size parts too: SAM's real image encoder at 1024 px, "
                "16 YOLO images instead of 4.", kind="bool", default=False, api=False),
