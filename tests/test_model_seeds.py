@@ -59,6 +59,35 @@ def _regression(seed, n=12):
     return x, torch.randn(n, 2, generator=g)
 
 
+def _frozen_features(seed):
+    """Transfer learning done right: features frozen (requires_grad False, BatchNorm in eval
+    mode after model.train()), declared frozen by glob, the optimizer over the head only."""
+    model = _tiny()
+    model.features.requires_grad_(False)
+    model.train()
+    model.features.eval()
+    opt = torch.optim.Adam(model.head.parameters(), lr=1e-3)
+    return model, image_batch(16, size=16, seed=seed), {"frozen": ["features.*"],
+                                                        "optimizer": opt}
+
+
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return 2 * grad_output * x
+
+
+class _CustomFunctionCNN(SmallCNN):
+    def forward(self, x):
+        return self.head(_Square.apply(torch.flatten(self.features(x), 1)))
+
+
 class _LogSoftmaxCNN(SmallCNN):
     def forward(self, x):
         return F.log_softmax(super().forward(x), dim=1)
@@ -85,7 +114,13 @@ TINY = {
     "regression_mse": lambda s: (_tiny(2), _regression(s), {"loss_fn": nn.MSELoss()}),
     "regression_small_init": lambda s: (_small_init(_tiny(2), 0.01), _regression(s),
                                         {"loss_fn": nn.SmoothL1Loss()}),
+    "frozen_features_declared": _frozen_features,
+    "custom_autograd_function": lambda s: (_CustomFunctionCNN(width=8),
+                                           image_batch(16, size=16, seed=s), {}),
 }
+# cases that exist to exercise an opt-in check: it must run and pass, not skip
+MUST_PASS = {"frozen_features_declared": "model.frozen",
+             "custom_autograd_function": "model.gradcheck"}
 OVERFIT_CASES = ["ce_10_classes", "bce_single_logit_small_init", "bce_multilabel",
                  "segmentation_unet", "regression_mse", "ce_zero_init_head"]
 
@@ -103,6 +138,9 @@ def test_tiny_healthy_models_never_fail_over_seeds(name):
         model, batch, kwargs = TINY[name](seed)
         report = cvdoctor.check_model(model, batch, ignore=EXPENSIVE, **kwargs)
         _no_fail(report, f"{name} seed {seed}")
+        if name in MUST_PASS:
+            f = report[MUST_PASS[name]]
+            assert f.status == "pass", f"{name} seed {seed}: {f.message}"
 
 
 @pytest.mark.parametrize("name", OVERFIT_CASES)
