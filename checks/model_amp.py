@@ -28,8 +28,10 @@ HOW_TO_ENABLE = ('say how you train: amp = "bfloat16" (or "float16", or autocast
                  '[--grad-scaler yes|no], or check_model(..., amp="bfloat16")')
 
 
+# Opt-in: without an autocast dtype the check is left out of the report (selected by name, the
+# runner's skip says how to ask for it).
 @register("model.amp", order=95, title=TITLE, recipes=RECIPES, needs=["base"],
-          error_recipes=True)
+          error_recipes=True, opt_in=("amp", "autocast_dtype"))
 def check(ctx) -> Finding | list[Finding]:
     """Runs the forward/loss/backward on the first samples under torch.autocast with the dtype
     the user trains with (bf16 or fp16, on the device in use) and in float32, from the same
