@@ -207,7 +207,7 @@ def test_amp_helper():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amp, scaler, seeds", [("bfloat16", False, 10), ("float16", True, 4)])
+@pytest.mark.parametrize("amp, scaler, seeds", [("bfloat16", False, 10), ("float16", True, 10)])
 def test_amp_healthy_models_never_fail_over_seeds(amp, scaler, seeds):
     from test_model_seeds import TINY
 
@@ -220,3 +220,26 @@ def test_amp_healthy_models_never_fail_over_seeds(amp, scaler, seeds):
             bad = [f"{f.status} {f.recipe}: {f.message}" for f in report.findings
                    if f.status in ("fail", "error", "warn")]
             assert not bad, f"{name} seed {seed} under {amp}: {bad}"
+
+
+def test_half_autocast_follows_cuda_autocast_dtypes_and_matches_cpu_fp16_kernels():
+    """The CPU stand-in for CUDA fp16 autocast: fp16 ops return fp16, fp32 ops float32, and
+    the result agrees with this CPU's own (slow) fp16 autocast within fp16 rounding."""
+    from cvdoctor.model.amp import HalfAutocast
+
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 8), torch.randn(3, 8)
+    with HalfAutocast():
+        y = F.linear(x, w)
+        p = F.softmax(y, dim=1)
+        z = torch.relu(y)
+    assert (y.dtype, p.dtype, z.dtype) == (torch.float16, torch.float32, torch.float16)
+    model, (xb, _) = SmallCNN().eval(), image_batch(4)
+    with torch.no_grad():
+        with HalfAutocast():
+            emulated = model(xb).float()
+        with torch.autocast("cpu", dtype=torch.float16):
+            native = model(xb).float()
+        reference = model(xb)
+    assert float((emulated - native).norm() / reference.norm()) < 5e-3
+    assert float((emulated - reference).norm() / reference.norm()) < 5e-3
