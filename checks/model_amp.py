@@ -34,15 +34,15 @@ HOW_TO_ENABLE = ('say how you train: amp = "bfloat16" (or "float16", or autocast
           error_recipes=True, opt_in=("amp", "autocast_dtype"))
 def check(ctx) -> Finding | list[Finding]:
     """Runs the forward/loss/backward on the first samples under torch.autocast with the dtype
-    the user trains with (bf16 or fp16, on the device in use) and in float32, from the same
-    seed. Fails when an op raises under autocast, when the loss or gradients are NaN/inf only
-    under autocast, when the outputs or the loss differ from float32 by more than 4x the most
-    any healthy model did (outputs: bf16 0.28, fp16 0.044; loss: bf16 0.068, fp16 0.0072), and
-    with fp16 without a
-    GradScaler when 25%+ of the non-zero gradient elements underflow to 0. Warns on fp16 without
-    a GradScaler (any underflow grows as gradients shrink), on gradients 4x further from float32
-    than any healthy model's (bf16 1.96, fp16 0.64), and on a GradScaler with bf16 (not needed: bf16 has float32's
-    range). Skips, saying how to enable it, when no autocast dtype is given."""
+    the user trains with (bf16 or fp16, on the device in use; fp16 on a CPU through CUDA's
+    autocast rules with float32 kernels) and in float32, from the same seed. Fails when an op
+    raises under autocast, when the loss or gradients are NaN/inf only under autocast, when the
+    outputs or the loss differ from float32 by more than 4x the most any healthy model did
+    (outputs: bf16 0.28, fp16 0.044; loss: bf16 0.068, fp16 0.0072), and with fp16 without a
+    GradScaler when 25%+ of the non-zero gradient elements underflow to 0. Warns on fp16
+    without a GradScaler (any underflow grows as gradients shrink), on gradients 4x further from
+    float32 than any healthy model's (bf16 1.96, fp16 0.64), and on a GradScaler with bf16 (not
+    needed: bf16 has float32's range). Opt-in: runs when an autocast dtype is given."""
     dtype = amp_dtype(ctx.option("amp"), ctx.option("autocast_dtype"))
     if dtype is None:
         return skipped(TITLE, f"mixed precision not checked: {HOW_TO_ENABLE}")
@@ -111,8 +111,9 @@ def check(ctx) -> Finding | list[Finding]:
         problems.append(Problem(
             status, "mixed-precision-fp16-underflow",
             f"float16 autocast without a GradScaler: {c.underflow or 0:.1%} of the gradient "
-            f"elements that are non-zero in float32 underflow to exactly 0 (with the loss scaled by "
-            f"{amp.scale or GRAD_SCALER_INIT:g} like a GradScaler: {c.underflow_scaled or 0:.1%})"
+            f"elements that are non-zero in float32 underflow to exactly 0 (with the loss scaled "
+            f"by {amp.scale or GRAD_SCALER_INIT:g} like a GradScaler: "
+            f"{c.underflow_scaled or 0:.1%})"
             + ("" if status == "fail" else "; more will as gradients shrink during training"),
             "Use a GradScaler: scaler.scale(loss).backward(); scaler.step(optimizer); "
             "scaler.update() (or train in bfloat16, which needs none).",

@@ -97,8 +97,8 @@ def check(ctx) -> Finding | list[Finding]:
 def _blind(ctx, use, n: int, step) -> Problem:
     stepped = " (at init and after one optimizer step)" if step.model is not None else ""
     if use.ignores_input:
-        what = (f"zeroing the input{' or rolling its samples' if use.roll_change is not None else ''}"
-                f" leaves every output as it was{stepped}")
+        rolled = " or rolling its samples" if use.roll_change is not None else ""
+        what = f"zeroing the input{rolled} leaves every output as it was{stepped}"
     else:
         what = (f"all {n} samples get the same output although they differ{stepped} "
                 f"(zeroing the input moves it by {use.zero_change:.3g})")

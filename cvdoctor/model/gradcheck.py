@@ -132,7 +132,8 @@ def _outputs_in_float64(fn, inputs) -> None:
             out = fn(*inputs)
     except Exception as exc:  # noqa: BLE001
         raise _NotCheckable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
-    outs = [out] if isinstance(out, torch.Tensor) else [o for o in out if isinstance(o, torch.Tensor)]
+    outs = [out] if isinstance(out, torch.Tensor) else \
+        [o for o in out if isinstance(o, torch.Tensor)]
     low = [o.dtype for o in outs if o.is_floating_point() and o.dtype != torch.float64]
     if low:
         raise _NotCheckable(f"it returns {str(low[0]).replace('torch.', '')} for float64 inputs")
