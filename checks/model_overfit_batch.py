@@ -157,11 +157,13 @@ def _flat(ctx, task, main, ev, rerun, base):
         base.grads.get(n) is None or not bool(base.grads[n].any())))
     ev["zero_grad_fraction"] = round(zero / max(total, 1), 4)
     if zero >= 0.9 * total:
-        return failed(TITLE, f"{head}; {zero:,} of {total:,} trainable parameters get exactly zero "
-                             "gradient: the network is dead (ReLUs that never fire, zero init) "
-                             "or cut off from the loss",
-                      "find where the gradient stops (model.gradients names the modules)",
-                      "overfit-no-progress", **ev)
+        return _follows(failed(
+            TITLE, f"{head}; {zero:,} of {total:,} trainable parameters get exactly zero "
+                   "gradient: the network is dead (ReLUs that never fire, zero init) or cut off "
+                   "from the loss",
+            "find where the gradient stops (model.gradients names the modules)",
+            "overfit-no-progress", **ev), "dead-gradients", "detached-features",
+            "tensor-does-not-require-grad", "no-trainable-parameters")
     tried, runs = [], []
     wd = main.weight_decay
     if wd:
@@ -213,16 +215,17 @@ def _stalled_finding(task, main, ev, rerun):
     if cause == "probabilities":
         what = (f"rows sum to {task.evidence['row_sum']}"
                 if task.evidence.get("activation") != "sigmoid" else "sigmoid, all in [0, 1]")
-        return failed(TITLE, f"{head}; the outputs are already probabilities ({what}), so "
-                             f"cross-entropy cannot go below "
-                             f"{task.evidence['loss_bound']} (softmax applied twice)",
-                      "return raw logits from forward(); CrossEntropyLoss applies log-softmax",
-                      "overfit-plateau", **ev)
+        return _follows(failed(
+            TITLE, f"{head}; the outputs are already probabilities ({what}), so cross-entropy "
+                   f"cannot go below {task.evidence['loss_bound']} (softmax applied twice)",
+            "return raw logits from forward(); CrossEntropyLoss applies log-softmax",
+            "overfit-plateau", **ev), "softmax-twice")
     if cause == "clipped":
-        return failed(TITLE, f"{head}; {pct(task.evidence['zero_fraction'])} of the logits are "
-                             "exactly 0 (clipped by a final ReLU), so wrong classes cannot be "
-                             "pushed down", "remove the activation after the last layer",
-                      "overfit-plateau", **ev)
+        return _follows(failed(
+            TITLE, f"{head}; {pct(task.evidence['zero_fraction'])} of the logits are exactly 0 "
+                   "(clipped by a final ReLU), so wrong classes cannot be pushed down",
+            "remove the activation after the last layer", "overfit-plateau", **ev),
+            "clipped-logits")
     if main.lr:
         r = rerun("lr/10", {"lr": main.lr / 10})
         if converged(r, main) and r.progress > main.progress + 0.1:
@@ -236,3 +239,9 @@ def _stalled_finding(task, main, ev, rerun):
 
 def _family(main: Run) -> str:
     return "adaptive" if main.optimizer in _ADAPTIVE else "sgd"
+
+
+def _follows(finding, *recipes: str):
+    """The verdict explained by another check's finding when that one is in the report."""
+    finding.follows = recipes
+    return finding

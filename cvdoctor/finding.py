@@ -21,6 +21,9 @@ class Finding:
     check: str = ""  # filled in by the runner from the registered id
     duration_s: float = 0.0
     caused_by: str | None = None  # the check whose finding explains this one (its root cause)
+    # Recipes of other checks' findings that, when present, explain this one (a plateau in the
+    # overfit run follows from softmax-twice); the runner links it to the first such finding.
+    follows: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

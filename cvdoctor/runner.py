@@ -103,17 +103,19 @@ def _why_not(spec: CheckSpec, ctx: Context) -> str:
 def link_root_causes(findings: list[Finding]) -> None:
     """One root cause, one failure: a warn/fail whose recipe an earlier check already emitted
     is a consequence of that finding (off-by-one labels fail model.data, and the forward pass
-    then raises on them). It keeps its status (exit codes and JSON are unchanged) and gains
-    `caused_by`; the text report shows it under its cause. Checks run cause first (`order=`)."""
+    then raises on them), and so is one that names an earlier finding's recipe in `follows`
+    (the overfit run's plateau follows from softmax-twice). It keeps its status (exit codes and
+    JSON are unchanged) and gains `caused_by`; the text report shows it under its cause. Checks
+    run cause first (`order=`)."""
     first: dict[str, Finding] = {}
     for f in findings:
         if f.status not in (WARN, FAIL) or not f.recipe:
             continue
-        cause = first.get(f.recipe)
-        if cause is None:
-            first[f.recipe] = f
-        elif cause.check != f.check:
-            f.caused_by = cause.check
+        causes = [first[r] for r in (f.recipe, *f.follows)
+                  if r in first and first[r].check != f.check]
+        if causes:
+            f.caused_by = causes[0].check
+        first.setdefault(f.recipe, f)
 
 
 def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
