@@ -100,3 +100,21 @@ def test_cli_text_and_json_for_the_off_by_one_example():
     assert findings["model.forward"]["caused_by"] == "model.data"
     assert findings["model.forward"]["status"] == "fail"
     assert "caused_by" not in findings["model.data"]
+
+
+def test_softmax_twice_fails_output_and_the_overfit_plateau_follows():
+    """The overfit verdict keeps its own recipe (overfit-plateau) but names softmax-twice as
+    what explains it, so it reads under model.output."""
+    result = CliRunner().invoke(cli, ["model", str(EXAMPLES / "broken_softmax_twice.py"),
+                                      "--select", "model.output,model.overfit_batch", "--json"])
+    assert result.exit_code == 1, result.output
+    found = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+    assert found["model.output"]["recipe"] == "softmax-twice"
+    assert "caused_by" not in found["model.output"]
+    overfit = found["model.overfit_batch"]
+    assert overfit["status"] == "fail" and overfit["recipe"] == "overfit-plateau"
+    assert overfit["caused_by"] == "model.output"
+    alone = CliRunner().invoke(cli, ["model", str(EXAMPLES / "broken_softmax_twice.py"),
+                                     "--select", "model.overfit_batch", "--json"])
+    (only,) = json.loads(alone.stdout)["findings"]
+    assert "caused_by" not in only  # without its cause in the report it stands on its own
