@@ -82,7 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             help=entry.option.help + used_by)
             parser.addini(entry.ini, type="bool", default=False, help=f"Like {entry.flag}.")
             continue
-        group.addoption(entry.flag, default=None, dest=entry.ini, metavar=entry.option.metavar,
+        metavar = entry.option.metavar or ("|".join(entry.option.choices)
+                                           if entry.option.kind == "choice" else None)
+        group.addoption(entry.flag, default=None, dest=entry.ini, metavar=metavar,
                         help=entry.option.help + used_by)
         parser.addini(entry.ini, default="", help=f"Like {entry.flag}.")
     group.addoption("--cvdoctor-strict", action="store_true", default=None,
