@@ -413,7 +413,7 @@ def test_bad_input_is_a_usage_error_not_a_crash(tmp_path, r18_state):
     cases = [
         ([tmp_path], "is a directory"),
         ([tmp_path / "nope.pt"], "no such file"),
-        ([fifo], "is a FIFO, not a checkpoint file"),
+        ([fifo], "is a FIFO (named pipe), not a checkpoint file"),
         (["/dev/zero"], "is a character device"),
         ([loop], "cannot read it"),
         ([tmp_path / "ok.pt", "--fix", tmp_path / "o.pt"], "--fix needs --model"),

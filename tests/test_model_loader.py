@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,19 @@ def test_explain_stays_torch_free_with_the_model_command_registered():
 def test_examples_basic_checks(example, code):
     result = invoke(str(EXAMPLES / example), "--select", BASIC, "--json")
     assert result.exit_code == code, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: os.mkfifo(p / "model.py") or p / "model.py", "is a FIFO (named pipe), not a Python"),
+    (lambda p: Path("/dev/zero"), "is a character device, not a Python file"),
+])
+def test_cli_never_opens_a_fifo_or_a_device(tmp_path, make, expected):
+    """Opening a FIFO blocks until a writer comes; reading /dev/zero never ends."""
+    result = invoke(str(make(tmp_path)))
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_a_syntax_error_is_one_line_with_the_offending_source():
+    result = invoke(target("syntax_error.py"))
+    assert len(result.stderr.strip().splitlines()) == 1 and "`" in result.stderr

@@ -9,6 +9,7 @@ is broken (empty, truncated, an HTML page) is a finding, not a usage error.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from cvdoctor.checkpoint import fit, records, safety
 from cvdoctor.errors import TargetError, UsageError
 from cvdoctor.factgraph import Context, fact
+from cvdoctor.files import special_kind
 
 FIX_TIMEOUT_S = 600.0
 FIXABLE = ("fits", "prefix", "head")
@@ -62,22 +64,14 @@ def usable_file(path: str) -> None:
         raise UsageError(f"{path} is a directory; give checkpoint files "
                          "(`cvdoctor env --checkpoints DIR` searches a folder)")
     if not stat.S_ISREG(st.st_mode):
-        what = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device"
-                if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise UsageError(f"{path} is {what}, not a checkpoint file")
+        raise UsageError(f"{path} is {special_kind(st.st_mode)}, not a checkpoint file")
     if not os.access(path, os.R_OK):
         raise UsageError(f"{path}: cannot read it (permission denied)")
 
 
 def _fix_format(out: str) -> str:
     suffix = Path(out).suffix.lower()
-    try:
-        import safetensors  # noqa: F401
-
-        have = True
-    except ImportError:
-        have = False
+    have = importlib.util.find_spec("safetensors") is not None
     if suffix == ".safetensors":
         if not have:
             raise UsageError(f"--fix {out}: writing .safetensors needs the safetensors package "

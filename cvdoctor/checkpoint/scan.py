@@ -23,11 +23,8 @@ from __future__ import annotations
 import io
 import os
 import stat
-import struct
 import tarfile
-import zipfile
 import zlib
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,6 +32,7 @@ from cvdoctor.checkpoint import formats, safety, structure
 from cvdoctor.checkpoint.pickle_vm import (Blob, Global, LongText, Machine, Obj, PList, PTuple,
                                            Run)
 from cvdoctor.checkpoint.zipreader import TorchZip, ZipError, read_archive
+from cvdoctor.files import special_kind
 
 HEAD_BYTES = 4096
 NESTED_DEPTH = 3
@@ -184,18 +182,14 @@ def open_regular(path: Path) -> tuple[BinaryIO | None, os.stat_result | None, st
     Returns (file, stat, problem kind, message)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError as exc:
-        kind = "missing" if not os.path.islink(path) else "missing"
-        return None, None, kind, f"{type(exc).__name__}: {exc}"
+    except FileNotFoundError as exc:  # a dangling link too
+        return None, None, "missing", f"{type(exc).__name__}: {exc}"
     except OSError as exc:  # ELOOP, EACCES on a parent, ENAMETOOLONG, ...
         return None, None, "unreadable", f"{type(exc).__name__}: {exc}"
     if stat.S_ISDIR(st.st_mode):
         return None, st, "directory", "is a directory"
     if not stat.S_ISREG(st.st_mode):
-        what = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device"
-                if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        return None, st, "special", f"is {what}, not a file"
+        return None, st, "special", f"is {special_kind(st.st_mode)}, not a file"
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:

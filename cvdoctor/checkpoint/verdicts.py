@@ -156,8 +156,8 @@ def safety_problems(rec: dict[str, Any]) -> list[Problem]:
             WARN, LIBRARY_CODE,
             f"{name(rec)} pickles {', '.join(libs)} objects ({_names(library)}): loading runs "
             "this library's code; fine if you trust the source",
-            f"Prefer a state_dict or safetensors copy; to load this one, allow exactly these "
-            f"classes: torch.serialization.add_safe_globals([...]) and weights_only=True",
+            "Prefer a state_dict or safetensors copy; to load this one, allow exactly these "
+            "classes: torch.serialization.add_safe_globals([...]) and weights_only=True",
             {"library": library[:20]}))
     z = rec.get("zip") or {}
     anomalies = list(z.get("anomalies") or [])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cvdoctor.data.errors import DatasetError
 from cvdoctor.data.issues import Issues
+from cvdoctor.files import special_kind
 
 TEXT_LIMIT = 16 * 1024 ** 2  # a label or list file larger than this is not a label file
 
@@ -91,13 +92,7 @@ def _kind(path: str) -> str:
         mode = os.stat(path).st_mode
     except OSError as exc:
         return exc.strerror or "unreadable"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe): opening it blocks"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
+    return special_kind(mode) or "not a regular file"
 
 
 def require_regular_file(path: str) -> os.stat_result:

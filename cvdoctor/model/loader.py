@@ -33,6 +33,7 @@ OPTIMIZER_ATTR = "optimizer"
 ZOOS = ("torchvision", "timm")
 
 from cvdoctor.errors import TargetError  # noqa: E402  (re-exported: loaders raise it)
+from cvdoctor.files import special_kind  # noqa: E402
 DEFAULT_BATCH_SIZE = 8
 TORCHVISION_DEFAULT_SIZE = 224
 
@@ -94,6 +95,9 @@ def load_target(target: str, options: LoadOptions | None = None):
         if path.is_dir():
             raise TargetError(f"{target} is a directory; point at the Python file that builds "
                               "the model")
+        kind = special_kind(path.stat().st_mode)
+        if kind:
+            raise TargetError(f"{target} is {kind}, not a Python file")
         namespace = _import_file(path)
         return _spec_from_namespace(namespace, options, target)
     module_name, _, attr = target.partition(":")
@@ -134,7 +138,7 @@ def _import_file(path: Path) -> dict[str, Any]:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
         where = f"{exc.filename or path}, line {exc.lineno}"
-        text = f"\n    {exc.text.rstrip()}" if exc.text else ""
+        text = f": `{exc.text.strip()}`" if exc.text and exc.text.strip() else ""
         raise TargetError(f"{path} has a syntax error ({where}): {exc.msg}{text}") from None
     module_name = f"cvdoctor_target_{abs(hash(str(path.resolve())))}"
     module = types.ModuleType(module_name)
