@@ -94,7 +94,8 @@ def click_option(option: Option) -> click.Option:
     if option.kind == "bool":
         kwargs.update(is_flag=True, default=bool(option.default))
     else:
-        kind = {"str": str, "path": click.Path(path_type=Path)}.get(option.kind)
+        kind = {"str": str, "path": click.Path(exists=option.exists, path_type=Path)
+                }.get(option.kind)
         if option.kind == "int":
             kind = click.IntRange(min=None if option.min is None else int(option.min),
                                   min_open=option.min_open)
@@ -170,10 +171,33 @@ def build_command(command: Command) -> click.Command:
                          short_help=command.summary)
 
 
+class _OneLine(click.ClickException):
+    """A click error (a missing argument, a bad option value) as one line on stderr, like every
+    other usage error of cvdoctor's, instead of click's usage block followed by `Error: ...`."""
+
+    def __init__(self, exc: click.ClickException):
+        super().__init__(exc.format_message())
+        self.exit_code = exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        self.where = ctx.command_path if ctx is not None else "cvdoctor"
+
+    def show(self, file=None) -> None:
+        message = self.message.rstrip(".")
+        _stderr(f"{self.where}: {message} (see {self.where} --help)")
+
+
 class _Group(click.Group):
     """Turns an unexpected exception anywhere in a command into exit code 3 with a short note,
-    builds the declared commands, and imports a command that has its own click code only when
-    it is asked for."""
+    a click usage error into one line, builds the declared commands, and imports a command that
+    has its own click code only when it is asked for."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _OneLine:
+            raise
+        except click.ClickException as exc:
+            raise _OneLine(exc) from None
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(all_commands()))
@@ -193,8 +217,11 @@ class _Group(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(exitcodes.OK)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
-                KeyboardInterrupt):
+        except _OneLine:
+            raise
+        except click.ClickException as exc:
+            raise _OneLine(exc) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, SystemExit, KeyboardInterrupt):
             raise
         except UsageError as exc:  # bad input found late (a command's own validation)
             _stderr(f"cvdoctor: {exc}")
@@ -287,7 +314,7 @@ def _explain_check(check_id: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("recipe_or_text", required=False)
 @click.option("--list", "list_", is_flag=True, help="List every recipe.")
-@click.option("--file", "file_", type=click.File("r", errors="replace"),
+@click.option("--file", "file_", type=click.Path(allow_dash=True),
               help="Match the error text in this file (a log, a traceback).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(recipe_or_text, list_, file_, as_json):
@@ -317,7 +344,7 @@ def explain(recipe_or_text, list_, file_, as_json):
                 click.echo(f"{r.id.ljust(width)}  [{r.category}] {r.title}")
         sys.exit(exitcodes.OK)
     if file_ is not None:
-        text = file_.read()
+        text = _read_log(file_)
     elif recipe_or_text == "-":
         text = sys.stdin.read()
     elif recipe_or_text is None:
@@ -383,6 +410,24 @@ def explain(recipe_or_text, list_, file_, as_json):
     if others:
         click.echo("Also related: " + ", ".join(f"{m.recipe} ({m.score})" for m in others))
     sys.exit(exitcodes.OK)
+
+
+def _read_log(path: str) -> str:
+    """The text of a log for `explain --file`: stdin for '-', never a FIFO or a device (opening
+    a FIFO blocks until a writer comes; reading /dev/zero never ends)."""
+    if path == "-":
+        return sys.stdin.read()
+    from cvdoctor.files import special_kind
+
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+        if kind:
+            raise click.BadParameter(f"{path} is {kind}, not a log file (pipe it to "
+                                     "`cvdoctor explain -` instead)", param_hint="'--file'")
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="'--file'") from None
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ class Option:
     plugin: bool = False  # also --cvdoctor-<flag> / ini cvdoctor_<name> in pytest
     hidden: bool = False
     convert: str | None = None  # "module:function" turning the raw value into what is used
+    exists: bool = False  # a "path" the command line insists exists (a typo is a usage error)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

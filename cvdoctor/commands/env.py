@@ -13,7 +13,7 @@ COMMAND = Command(
         Option("require_gpu", "No usable GPU is a failure, not a warning.", kind="bool",
                default=False),
         Option("checkpoint_dirs", "Also look for checkpoints here (repeatable).", kind="path",
-               flag="--checkpoints", metavar="DIR", multiple=True, default=()),
+               flag="--checkpoints", metavar="DIR", multiple=True, default=(), exists=True),
     ),
     api_doc="Run the `env` checks. `recorded` replaces gathered facts by name (tests, replays).",
 )
