@@ -228,6 +228,17 @@ def test_weights_only_refusal_quotes_the_global(tmp_path):
     assert (f["status"], f["recipe"]) == ("warn", "checkpoint-load-failed")
     assert "unsupported global numpy." in f["message"]
     assert "add_safe_globals([numpy." in f["fix"]
+    # every global it needs, not just the first torch names (allowing only that one meets the
+    # next refusal)
+    assert "numpy.ndarray" in f["fix"] and "numpy.dtype" in f["fix"], f["fix"]
+
+
+def test_pickle_protocol_4_is_named_not_called_corrupt(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "p4.pt", pickle_protocol=4)
+    code, report, _ = ckpt(tmp_path / "p4.pt")
+    f = one(report, "ckpt.loadable")
+    assert f["status"] == "warn" and "FRAME, pickle protocol 4" in f["message"], f
+    assert "the file itself is whole" in f["message"] and "pickle_protocol" in f["fix"]
 
 
 def test_cuda_saved_file_on_a_cpu_machine(tmp_path, monkeypatch):
@@ -380,6 +391,21 @@ def test_fix_refuses_what_it_cannot_repair(tmp_path):
         fix = findings(report, "ckpt.fit")[-1]
         assert (fix["status"], fix["recipe"]) == ("fail", recipe), (name, fix)
         assert not out.exists()
+
+
+def test_fix_never_allows_getattr_or_a_called_library_class(tmp_path, r18_state):
+    """A state dict next to a bound method (pickled as getattr(obj, name)): a weights_only load
+    would need builtins.getattr allowed, which lets a pickle fetch and hand on any method; --fix
+    refuses instead of loading it, and the load lines fall back to 'only if you trust it'."""
+    holder = torch.nn.Linear(2, 2)
+    torch.save({"model": r18_state, "fwd": holder.forward}, tmp_path / "bound.pt")
+    out = tmp_path / "fixed.safetensors"
+    code, report, _ = ckpt(tmp_path / "bound.pt", "--model", "torchvision:resnet18", "--fix", out)
+    fix = findings(report, "ckpt.fit")[-1]
+    assert fix["status"] == "fail" and "builtins.getattr" in fix["message"], fix
+    assert not out.exists()
+    fit = findings(report, "ckpt.fit")[0]
+    assert "safe_globals" not in fit["message"] and "weights_only=False" in fit["message"], fit
 
 
 def test_fix_that_does_not_verify_fails(tmp_path, r18_state, monkeypatch):

@@ -335,6 +335,31 @@ def _p_lightning_hparams(m):
     return "lightning_hparams.ckpt", buf.getvalue()
 
 
+def _p_bound_method_into_rebuild(m):
+    """torch's _rebuild_from_type_v2(func, ...) calls func: here a bound method fetched with
+    getattr from a Path the pickle builds, so no named global is ever called directly."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2),
+                "meta": _Reduce(torch._tensor._rebuild_from_type_v2,
+                                (pathlib.PosixPath(str(m)).touch, torch.Tensor, (), {}))}, buf)
+    return "bound_method_rebuild.pt", buf.getvalue()
+
+
+def _p_library_loader_class(m):
+    """A library class whose constructor loads another file: ultralytics.YOLO('inner.pt')
+    would unpickle inner.pt without weights_only. Named, not imported (ultralytics is heavy)."""
+    body = (b"\x80\x02" + b"c" + b"ultralytics\nYOLO\n" + _u(str(m) + ".pt")
+            + b"\x85R.")
+    return "yolo_loader.pt", _in_torch_zip(body)
+
+
+def _p_dataset_download_class(m):
+    """torchvision.datasets.MNIST(root, download=True): a directory and the network."""
+    body = (b"\x80\x02" + b"c" + b"torchvision.datasets.mnist\nMNIST\n" + _u(str(m))
+            + b"\x88\x86R.")
+    return "mnist_download.pt", _in_torch_zip(body)
+
+
 def _p_dup_data_pkl(m):
     """Two data.pkl members: torch reads the first here, Python's zipfile the last."""
     evil = _reduce_pickle(os.system, (touch_cmd(m),), 2)
@@ -487,6 +512,13 @@ PAYLOADS: dict[str, tuple[str, Callable]] = {
     "operator.attrgetter": ("attrgetter('system')(os)", _p_attrgetter),
     "operator.methodcaller": ("GHSA-84r2-jw7c-4r5q", _p_methodcaller),
     "functools.partial": ("partial(os.system, cmd)()", _p_partial),
+    "bound method into _rebuild_from_type_v2": ("getattr(Path(m), 'touch') called by torch's "
+                                                "rebuild (audit of issue 8)",
+                                                _p_bound_method_into_rebuild),
+    "ultralytics.YOLO(path)": ("a library class whose constructor loads a file",
+                               _p_library_loader_class),
+    "torchvision MNIST(download=True)": ("a dataset class that downloads",
+                                         _p_dataset_download_class),
     "partial(torch.load)": ("picklescan Malicious19", _p_partial_torch_load),
     "STRING + STACK_GLOBAL": ("GHSA-9gvj-pp9x-gcfr", _p_string_stack_global),
     "memo decoy": ("picklescan malicious11", _p_memo_decoy),
@@ -774,6 +806,25 @@ def test_denied_findings_name_the_call_and_where(payload_files):
     rec = inspect_file(files["getattr(__import__)"])
     reasons = {x["global"]: x["reason"] for x in rec["safety"]["findings"]}
     assert "builtins.__import__" in reasons and "builtins.getattr" in reasons
+
+
+def test_what_a_weights_only_load_may_allow(benign_files):
+    """Value classes the pickle calls (Namespace, Path) or only instantiates may be allowed;
+    builtins.getattr never: a pickle that may call getattr can fetch any method."""
+    from cvdoctor.checkpoint import safety
+
+    def split(label):
+        return safety.allowable(inspect_file(benign_files[label])["safety"]["findings"])
+
+    allow, refuse = split("argparse.Namespace + pathlib")
+    assert {"argparse.Namespace", "pathlib.PosixPath"} <= set(allow) and not refuse
+    allow, refuse = split("bound method attribute")
+    assert refuse == ["builtins.getattr"] and "builtins.getattr" not in allow
+    called_library_class = {"global": "omegaconf.DictConfig", "category": safety.LIBRARY,
+                            "uses": ["call"]}
+    assert safety.allowable([called_library_class]) == ([], ["omegaconf.DictConfig"])
+    assert safety.allowable([{**called_library_class, "uses": ["new"]}]) == (
+        ["omegaconf.DictConfig"], [])
 
 
 def test_bench_sets_are_json_describable():

@@ -178,28 +178,34 @@ def gather_fit(ctx) -> dict[str, Any]:
         d = fit.diagnose(st["tensors"], model["tensors"], containers=st.get("containers", []),
                          top=st.get("top"), param_keys=model.get("params"))
         result = d.to_dict()
-        verdict = (rec.get("safety") or {}).get("verdict", safety.DATA)
-        allowed = _safe_globals(rec) if verdict == safety.LIBRARY else None
-        result["code"] = fit.loading_code(
-            d, rec["path"], fmt=rec.get("format") or "", weights_only=verdict == safety.DATA,
-            safe_globals=[g.replace(":", ".") for g in allowed] if allowed else None)
+        result["code"] = loading_code_for(rec, d, rec["path"])
         result["model"] = model.get("label")
         out[rec["path"]] = result
     return out
 
 
+def loading_code_for(rec: dict[str, Any], d: fit.Diagnosis, path: str) -> list[str]:
+    """The lines that load this file into the model: weights_only=True for plain data, with the
+    exact library classes allowed when they are safe to allow, else weights_only=False with the
+    warning that only a trusted file may be loaded so."""
+    verdict = (rec.get("safety") or {}).get("verdict", safety.DATA)
+    allowed = _safe_globals(rec) if verdict == safety.LIBRARY else None
+    return fit.loading_code(
+        d, path, fmt=rec.get("format") or "", weights_only=verdict == safety.DATA,
+        safe_globals=[g.replace(":", ".") for g in allowed] if allowed else None)
+
+
 def _safe_globals(rec: dict[str, Any]) -> list[str] | None:
     """The library classes a weights_only load of this file must allow, or None when the file
-    names foreign or denied code (then it is not loaded at all)."""
+    names foreign or denied code, or library code no safe_globals line may allow (getattr, a
+    library class it calls): then cvdoctor does not load it at all."""
     entries = (rec.get("safety") or {}).get("findings", [])
     if any(x["category"] in (safety.FOREIGN, safety.DENIED) for x in entries):
         return None
-    refs = []
-    for x in entries:
-        if x["category"] == safety.LIBRARY and x["global"]:
-            module, _, name = x["global"].rpartition(".")
-            refs.append(f"{module}:{name}")
-    return refs
+    allow, refuse = safety.allowable(entries)
+    if refuse:
+        return None
+    return [f"{ref.rpartition('.')[0]}:{ref.rpartition('.')[2]}" for ref in allow]
 
 
 @fact("ckpt_fix", needs=["ckpt_files", "ckpt_fit", "ckpt_model"])
@@ -218,8 +224,12 @@ def gather_fix(ctx) -> dict[str, Any] | None:
 
     globals_ = _safe_globals(rec)
     if globals_ is None:
-        return refuse("unsafe", "the file names code outside the libraries cvdoctor knows; it "
-                      "is not loaded (see ckpt.safety)")
+        refused = safety.allowable((rec.get("safety") or {}).get("findings", []))[1]
+        why = (f"loading it would run library code with arguments from the file "
+               f"({', '.join(sorted(set(refused))[:3])}), which a weights_only load must not "
+               "allow" if refused else "the file names code outside the libraries cvdoctor "
+               "knows")
+        return refuse("unsafe", f"{why}; it is not loaded (see ckpt.safety)")
     problem = (rec.get("pickle") or {}).get("problem") or (rec.get("zip") or {}).get("problem")
     if problem:
         return refuse("damaged", f"the file is damaged: {problem}")

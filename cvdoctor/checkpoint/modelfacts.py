@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cvdoctor.checkpoint import fit, records, safety
+from cvdoctor.checkpoint import fit, records
 from cvdoctor.checkpoint.discovery import EXTENSIONS
+from cvdoctor.checkpoint.facts import loading_code_for
 from cvdoctor.factgraph import fact
 
 
@@ -51,12 +52,7 @@ def gather(ctx) -> dict[str, Any] | None:
         d = fit.diagnose(st["tensors"], specs["tensors"], containers=st.get("containers", []),
                          top=st.get("top"), param_keys=specs["params"])
         result = d.to_dict()
-        verdict = (rec.get("safety") or {}).get("verdict", safety.DATA)
-        allowed = [x["global"] for x in (rec.get("safety") or {}).get("findings", [])
-                   if x["category"] == safety.LIBRARY and x["global"]]
-        result["code"] = fit.loading_code(
-            d, str(path), fmt=rec.get("format") or "", weights_only=verdict == safety.DATA,
-            safe_globals=allowed if verdict == safety.LIBRARY else None)
+        result["code"] = loading_code_for(rec, d, str(path))
         result["model"] = type(model).__name__
         out["fit"] = result
     return out

@@ -127,6 +127,21 @@ DENIED_EXACT = {"torch.load", "torch.save", "torch.compile", "torch.from_file",
                 "torch.set_default_device", "torch.use_deterministic_algorithms",
                 "numpy.load", "numpy.save", "numpy.fromfile", "numpy.loadtxt", "numpy.genfromtxt",
                 "numpy.memmap", "numpy.DataSource"}
+# Library classes whose constructor loads files, downloads or starts work: a pickle that *calls*
+# one (REDUCE, not the NEWOBJ a pickled object uses) runs that with arguments from the file
+# (`ultralytics.YOLO("inner.pt")` loads another pickle without weights_only,
+# `torchvision.datasets.MNIST(root, download=True)` reaches the network).
+LOADER_SUBTREES = (
+    "ultralytics.models", "ultralytics.engine", "ultralytics.data",
+    "torchvision.datasets", "torchvision.io", "transformers.pipelines", "diffusers.pipelines",
+    "lightning.pytorch.trainer", "pytorch_lightning.trainer", "lightning.fabric.fabric",
+    "lightning.pytorch.loggers", "pytorch_lightning.loggers", "lightning.pytorch.callbacks",
+    "pytorch_lightning.callbacks", "segment_anything.build_sam", "timm.models._builder",
+    "torch.utils.data", "PIL.Image", "PIL.ImageFile", "pandas.io",
+)
+# ultralytics' top level re-exports its model classes (ultralytics.YOLO); its other submodules
+# (ultralytics.nn, ultralytics.utils) keep the 'library' rule.
+_LOADER_EXACT_MODULES = {"ultralytics"}
 # Well-known libraries: their classes build objects ('library'); their functions may be
 # referenced (a model keeps `torch.nn.functional.relu`), but a *call* of one is denied unless it
 # is in the data list above.
@@ -197,6 +212,10 @@ def classify(module: str, name: str, hows: set[str] | frozenset[str] = frozenset
         return Verdict(DENIED, "standard-library code outside the data allowlist"
                        + (" (can run code or reach the OS)" if called else ""))
     classlike = bool(_CLASSLIKE.match(name))
+    if called and classlike and (module in _LOADER_EXACT_MODULES
+                                 or _under(module, LOADER_SUBTREES)):
+        return Verdict(DENIED, f"calls {ref}(...), a class whose constructor loads files or "
+                       "reaches the network, with arguments from the file")
     if root in KNOWN_LIBRARIES:
         if classlike:
             return Verdict(LIBRARY, f"a {root} class")
@@ -206,6 +225,28 @@ def classify(module: str, name: str, hows: set[str] | frozenset[str] = frozenset
     if classlike or not called:
         return Verdict(FOREIGN, "code outside the libraries cvdoctor knows")
     return Verdict(DENIED, f"calls {ref}, a function outside the libraries cvdoctor knows")
+
+
+def allowable(findings: list[dict]) -> tuple[list[str], list[str]]:
+    """(what a weights_only load of a 'library' file may allow, what it must not).
+
+    Allowing a class lets torch's weights_only unpickler build it the way the pickle says. That
+    is safe for a class the pickle only instantiates without __init__ (NEWOBJ, as a pickled
+    object does) or merely references, and for the value classes of LIBRARY_EXACT. It is not
+    for ``builtins.getattr`` (it fetches any attribute of anything the pickle builds) nor for a
+    library class the pickle *calls*: its constructor then runs with arguments from the file.
+    Neither is ever put in a ``safe_globals`` line or used by ``--fix``."""
+    allow, refuse = [], []
+    for x in findings:
+        ref = x.get("global")
+        if x.get("category") != LIBRARY or not ref:
+            continue
+        called = bool(set(x.get("uses") or ()) & {"call", "init"})
+        if ref == "builtins.getattr" or (called and ref not in LIBRARY_EXACT):
+            refuse.append(ref)
+        else:
+            allow.append(ref)
+    return allow, refuse
 
 
 def classify_ref(ref: str) -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cvdoctor.checkpoint import formats, safety, structure
-from cvdoctor.checkpoint.pickle_vm import (Blob, Global, LongText, Machine, Obj, PList, PTuple,
-                                           Run)
+from cvdoctor.checkpoint.pickle_vm import (Blob, Event, Global, LongText, Machine, Obj, PList,
+                                           PTuple, Run)
 from cvdoctor.checkpoint.zipreader import TorchZip, ZipError, read_archive
 from cvdoctor.files import special_kind
 
@@ -70,11 +70,20 @@ class Scan:
         ref = func.ref
         args = obj.args.items if isinstance(obj.args, PTuple) else []
         for index, how in safety.INDIRECT.get(ref, ()):
-            if index < len(args) and isinstance(args[index], Global):
-                target = args[index]
+            if index >= len(args):
+                continue
+            target = args[index]
+            if isinstance(target, Global):
                 if how == "init" and target.ref == "builtins.object":
                     continue
                 run.use(target, how, obj.pos, f"via {ref}")
+            elif isinstance(target, Obj):
+                # A value built while loading (a bound method from getattr, a partial) that
+                # this function calls or instantiates: the same as calling it directly.
+                run.events.append(Event(
+                    "computed-call", obj.pos,
+                    f"{ref} {'instantiates' if how == 'new' else 'calls'} "
+                    f"{_built_value(target)}"))
         if ref == "builtins.getattr" and len(args) == 2:
             target, name = args
             if isinstance(target, Obj) and target.how in ("new", "call") and isinstance(name, str) \
@@ -139,6 +148,22 @@ class Scan:
             run.close()
         for _, inner in self.nested:
             inner.close()
+
+
+def _built_value(v: Obj) -> str:
+    """A value the pickle builds, in words: what an indirect call would really call."""
+    func = v.func
+    args = v.args.items if isinstance(v.args, PTuple) else []
+    if isinstance(func, Global) and func.ref == "builtins.getattr" and len(args) == 2 \
+            and isinstance(args[1], str):
+        owner = args[0]
+        of = (f"a {owner.func.ref} built while loading"
+              if isinstance(owner, Obj) and isinstance(owner.func, Global)
+              else owner.ref if isinstance(owner, Global) else "an object built while loading")
+        return f"the method {args[1]!r} of {of} (fetched with getattr)"
+    if isinstance(func, Global):
+        return f"the result of {func.ref}(...), a value built while loading"
+    return "a value built while loading, not a named function"
 
 
 def _encoded_bytes(v: Any) -> Any:

@@ -4,6 +4,7 @@ safety, integrity, known name, loading). Shared by the `ckpt.*` checks and `env.
 check is a few lines."""
 from __future__ import annotations
 
+import pickletools
 import re
 from typing import Any
 
@@ -134,12 +135,17 @@ def safety_problems(rec: dict[str, Any]) -> list[Problem]:
     library = [x for x in entries if x["category"] == safety.LIBRARY]
     out = []
     if denied:
-        named = [x for x in denied if x["global"]] or denied
-        where = named[0]["where"]
+        named = [x for x in denied if x["global"]]
+        if named:
+            what = (f"has a pickle that would run {_names(named)} when loaded "
+                    f"({named[0]['where']}; {named[0]['reason']})")
+        else:  # only events: a computed value called, a global modified
+            more = f"; {len(denied) - 1} more like it" if len(denied) > 1 else ""
+            what = (f"would run code when loaded: {denied[0]['reason']} "
+                    f"({denied[0]['where']}{more})")
         out.append(Problem(
             FAIL, UNSAFE,
-            f"{name(rec)} has a pickle that would run {_names(named)} when loaded ({where}; "
-            f"{named[0]['reason']}); never loaded here",
+            f"{name(rec)} {what}; never loaded here",
             f"Do not load {rec['path']}: delete it and get the weights from a source you trust, "
             "preferably as safetensors", {"denied": denied[:20]}))
     if foreign:
@@ -332,15 +338,12 @@ def load_problems(rec: dict[str, Any], load: dict[str, Any] | None) -> tuple[lis
     blocked = [x["global"] for x in entries if x["category"] in (safety.LIBRARY, safety.FOREIGN)
                and x["global"]]
     if status is None and blocked and s.get("verdict") != safety.DENIED:
-        first = blocked[0]
-        cls = first.rsplit(".", 1)[-1]
+        _, refuse = safety.allowable(entries)
         out.append(Problem(
             WARN, WEIGHTS_ONLY,
             f"{name(rec)}: torch.load(weights_only=True), the default since torch 2.6, refuses "
             f"it: its pickles name {_plain(blocked)} (not loaded here)",
-            f"Re-save the tensors as a state_dict; or, trusting the file: "
-            f"torch.serialization.add_safe_globals([{cls}, ...]) and keep weights_only=True",
-            {"globals": blocked[:20]}))
+            _allow_fix(blocked, refuse), {"globals": blocked[:20]}))
         return out, ""
     if status == "error":
         text = f"{load.get('error_type', '')}: {load.get('error', '')}"
@@ -348,12 +351,28 @@ def load_problems(rec: dict[str, Any], load: dict[str, Any] | None) -> tuple[lis
         m = re.search(r"unsupported global: global ([\w.]+)", text, re.I)
         if m:
             glob = m.group(1).rstrip(".")
+            every = [g for g in load.get("unsafe_globals") or [] if g] or [glob]
+            _, refuse = safety.allowable(entries)
             out.append(Problem(WARN, WEIGHTS_ONLY,
                                f"{name(rec)} is refused by torch.load(weights_only=True): "
-                               f"unsupported global {glob}",
-                               f"If you trust it: torch.serialization.add_safe_globals([{glob}]) "
-                               "before torch.load, or re-save the tensors as a plain state_dict",
-                               {"global": glob}))
+                               f"unsupported global {glob}"
+                               + (f" (all it needs: {_plain(every, 6)})" if len(every) > 1
+                                  else ""),
+                               _allow_fix(every, refuse), {"global": glob, "globals": every}))
+        elif re.search(r"Unsupported operand (\d+)", text):
+            # torch's weights_only unpickler reads the opcodes of protocol 2, what torch.save
+            # writes; a file pickled with protocol 4/5 (FRAME = 149) is whole but refused.
+            code = int(re.search(r"Unsupported operand (\d+)", text).group(1))
+            op = pickletools.code2op.get(chr(code)) if code < 256 else None
+            opname = f" ({op.name}, pickle protocol {op.proto})" if op else ""
+            out.append(Problem(
+                WARN, WEIGHTS_ONLY,
+                f"{name(rec)} is refused by torch.load(weights_only=True): pickle opcode "
+                f"{code}{opname} is one its restricted unpickler does not read (torch.save "
+                "writes protocol 2); the file itself is whole",
+                "Re-save it with torch.save's default protocol: torch.save(obj, path) without "
+                f"pickle_protocol=, loading it once with weights_only=False where you trust it",
+                {"opcode": code}))
         elif any(t in text.lower() for t in _TRUNCATION_TEXT):
             out.append(Problem(FAIL, LOAD_FAILED, f"{name(rec)} looks whole to the static checks "
                                f"but torch.load raises {first[:160]}: the data is corrupted",
@@ -392,6 +411,17 @@ def load_problems(rec: dict[str, Any], load: dict[str, Any] | None) -> tuple[lis
     if status == "skipped":
         return out, f"{name(rec)}: not loaded ({load.get('reason')})"
     return out, ""
+
+
+def _allow_fix(needed: list[str], refuse: list[str]) -> str:
+    """How to load a file weights_only refuses: allow exactly what it needs, unless that would
+    let the file run code (getattr, a library class it calls), then only re-saving is safe."""
+    if refuse:
+        return (f"Re-save the tensors as a state_dict from a trusted environment: allowing "
+                f"{_plain(sorted(set(refuse)))} would let the file run that code while loading")
+    shown = ", ".join(needed[:6]) + (", ..." if len(needed) > 6 else "")
+    return (f"Re-save the tensors as a state_dict; or, trusting the file, allow exactly these: "
+            f"torch.serialization.add_safe_globals([{shown}]) and keep weights_only=True")
 
 
 def _plain(names: list[str], limit: int = 3) -> str:

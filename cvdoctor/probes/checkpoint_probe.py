@@ -62,8 +62,18 @@ def load_one(path: str, kind: str) -> dict[str, Any]:
             obj = torch.load(path, weights_only=True, map_location="cpu",
                              mmap=rec.get("kind") == "zip")
     except Exception as exc:  # noqa: BLE001 - the error text is the result
-        return {"status": "error", "error_type": type(exc).__name__,
-                "error": (str(exc) or repr(exc))[:2000]}
+        out = {"status": "error", "error_type": type(exc).__name__,
+               "error": (str(exc) or repr(exc))[:2000]}
+        # torch names the first global it refuses; a fix that allows only that one meets the
+        # next refusal. torch >= 2.5 lists them all by reading the pickle (nothing is run).
+        lister = getattr(sys.modules.get("torch.serialization"), "get_unsafe_globals_in_checkpoint",
+                         None)
+        if "unsupported global" in out["error"].lower() and lister is not None:
+            try:
+                out["unsafe_globals"] = [str(g) for g in lister(path)][:50]
+            except Exception:  # noqa: BLE001 - the first refusal is still reported
+                pass
+        return out
     return {"status": "ok", "summary": _summarize(obj)}
 
 
