@@ -31,6 +31,8 @@ def check_classes(ctx):
     kind = ds.get("kind")
     if kind not in ("yolo", "imagefolder"):
         return skipped(CLASSES_TITLE, "class counts need labels per image (YOLO or ImageFolder)")
+    if kind == "yolo" and "train" not in ds["splits"]:
+        return skipped(CLASSES_TITLE, "the train split did not resolve (see data.yaml)")
     split = _train_split(ds["splits"])
     if split is None:
         return skipped(CLASSES_TITLE, "no training split")
@@ -85,6 +87,8 @@ def check_duplicates(ctx):
     ds = ctx.fact("dataset")
     if ds.get("kind") not in ("yolo", "imagefolder"):
         return skipped(DUP_TITLE, "compared for YOLO and ImageFolder splits")
+    if w.nothing_scanned(ds):
+        return skipped(DUP_TITLE, f"no image to compare: {w.nothing_scanned(ds)}")
     content = ds["content"]
     problems = []
     fix = "Remove from val/test every image that is also in train."

@@ -26,11 +26,13 @@ def check_files(ctx):
     sockets and devices (opening a FIFO with an image name hangs a loader forever); warns on
     broken symbolic links, link loops and folders or files it may not read."""
     ds = ctx.fact("dataset")
+    if ds.get("kind") == "yolo" and not ds.get("splits"):
+        return skipped(FILES_TITLE, f"nothing walked: {w.nothing_scanned(ds)}")
     problems = []
     recipe = "dataset-special-files"
     fix = "Replace pipes, broken or looping links with real files and make every file readable."
     if w.count(ds, "fs.special"):
-        problems.append(Problem(FAIL, recipe, w.describe(ds, "fs.special", "special file"), fix,
+        problems.append(Problem(FAIL, recipe, w.special_files(ds), fix,
                                 w.evidence(ds, "fs.special")))
     for code, noun in (("fs.broken_link", "broken symbolic link"),
                        ("fs.symlink_loop", "symbolic link loop"),
@@ -45,7 +47,8 @@ YAML_TITLE = "data.yaml: names, splits and where they resolve"
 _YAML_FAIL = {"yaml.missing_key": "missing key", "yaml.no_names": "no class names",
               "yaml.names_bad_ids": "class ids in names", "yaml.nc_names_mismatch": "nc vs names",
               "yaml.nc_not_int": "nc", "yaml.bad_type": "value of the wrong type",
-              "yaml.kpt_shape": "kpt_shape"}
+              "yaml.kpt_shape": "kpt_shape", "yaml.names_not_scalar": "class name"}
+ONLY_SPLIT_TEST = "only `yolo val split=test` reads it"
 
 
 def _split_line(ds) -> str:
@@ -53,7 +56,16 @@ def _split_line(ds) -> str:
     for split, info in ds["yaml"]["splits"].items():
         shown = ", ".join(w.rel(ds, p) for p in info["paths"])
         n = ds["splits"].get(split, {}).get("images")
-        parts.append(f"{split} -> {shown}" + (f" ({plural(n, 'image')})" if n is not None else ""))
+        if info["missing"] and len(info["missing"]) == len(info["paths"]):
+            note = "does not exist" + (f": {ONLY_SPLIT_TEST}" if split == "test" else "")
+        elif info["missing"]:
+            gone = ", ".join(w.rel(ds, p) for p in info["missing"])
+            note = f"{plural(n or 0, 'image')}; {gone} does not exist"
+        elif n == 0 and split == "test":
+            note = f"no images: {ONLY_SPLIT_TEST}"
+        else:
+            note = plural(n, "image") if n is not None else ""
+        parts.append(f"{split} -> {shown}" + (f" ({note})" if note else ""))
     return "; ".join(parts)
 
 
@@ -75,8 +87,10 @@ def check_yaml(ctx):
     """Reads data.yaml as ultralytics does: names (list or {id: name}) against nc, the train
     and val keys, kpt_shape for pose, and where each split resolves (a relative `path:` is taken
     from the current directory, then ultralytics' datasets_dir -- not from the yaml's folder).
-    Fails when ultralytics would refuse the yaml or a split folder does not exist there; warns
-    when --num-classes disagrees with the names."""
+    Fails when ultralytics would refuse the yaml (a class name that is a list or null, a split
+    entry that is not a path), when the train or val split does not exist there or lists no
+    images; warns when --num-classes disagrees with the names. A test split that is missing or
+    empty is only noted: ultralytics reads it for `yolo val split=test` alone."""
     ds = ctx.fact("dataset")
     skip = _yolo_only(ds, YAML_TITLE)
     if skip:
@@ -100,6 +114,15 @@ def check_yaml(ctx):
                                 "check the split folders exist.",
                                 {**w.evidence(ds, "yaml.split_missing"),
                                  "root": ds["yaml"]["root"]}))
+    if w.count(ds, "yaml.split_empty"):
+        empty = [f"'{ex['split']}:' -> {', '.join(w.rel(ds, p) for p in ex['paths'])}"
+                 for ex in w.issue(ds, "yaml.split_empty")["examples"]]
+        problems.append(Problem(FAIL, "yolo-dataset-path",
+                                f"{' and '.join(empty)} list{'s' if len(empty) == 1 else ''} "
+                                "no images: ultralytics stops with "
+                                "'No images found'; " + _root_line(ds),
+                                "Point the split at the folder that holds its images (or a list "
+                                "file of image paths).", w.evidence(ds, "yaml.split_empty")))
     ok = (f"{plural(ds['nc'] or 0, 'class', 'classes')}; {_split_line(ds)}; {_root_line(ds)}; "
           f"task {ds['task']} ({ds['task_source']})")
     return report_problems(YAML_TITLE, problems, ok, root=ds["yaml"]["root"],
@@ -122,6 +145,8 @@ def check_labels(ctx):
     skip = _yolo_only(ds, LABELS_TITLE)
     if skip:
         return skip
+    if w.nothing_scanned(ds):
+        return skipped(LABELS_TITLE, f"no image to find labels for: {w.nothing_scanned(ds)}")
     fix = "Put each label at labels/<same path>.txt (the image path with /images/ -> /labels/)."
     problems = []
     for split, info in ds["splits"].items():
@@ -159,10 +184,10 @@ def check_labels(ctx):
             problems.append(Problem(FAIL, "yolo-dataset-path", w.describe(ds, code, noun),
                                     "Fix the paths in the list file (./ is relative to it).",
                                     w.evidence(ds, code)))
-    counts = "; ".join(f"{s}: {i['labels']:,} of {i['images']:,} images labelled"
+    counts = "; ".join(f"{s}: {i['labels']:,} of {plural(i['images'], 'image')} labelled"
                        + (f", {i['empty_labels']:,} empty" if i["empty_labels"] else "")
                        for s, i in ds["splits"].items())
-    return report_problems(LABELS_TITLE, problems, counts or "no images listed",
+    return report_problems(LABELS_TITLE, problems, counts,
                            splits={s: {k: i[k] for k in ("images", "labels", "missing_labels",
                                                            "empty_labels", "orphan_labels")}
                                    for s, i in ds["splits"].items()})

@@ -44,6 +44,8 @@ def check_images(ctx):
     rewrites them in place), tiny images elsewhere, EXIF-rotated images, files the loader skips
     for their extension, and a mix of RGB and other modes (grayscale, RGBA, CMYK)."""
     ds = ctx.fact("dataset")
+    if w.nothing_scanned(ds):
+        return skipped(IMAGES_TITLE, f"no image to read: {w.nothing_scanned(ds)}")
     problems = []
     fix = "Re-copy or re-export the listed files (git lfs pull for LFS pointers); delete " \
         "non-images."

@@ -22,6 +22,9 @@ def _rows_line(ds) -> str:
 def _skip(ds, title):
     if ds.get("kind") != "yolo":
         return skipped(title, f"only for YOLO label files; this is {ds.get('kind')}")
+    reason = w.no_rows(ds)
+    if reason:
+        return skipped(title, f"no label row to check: {reason}")
     return None
 
 
@@ -92,7 +95,8 @@ def check_class_ids(ctx):
         for cls, n in info.get("classes_past_nc", {}).items():
             past[cls] = past.get(cls, 0) + n
     return report_problems(CLASS_TITLE, problems,
-                           f"every class id is in 0..{ds['nc'] - 1} ({ds['nc']} names)",
+                           f"every class id is in 0..{ds['nc'] - 1} "
+                           f"({plural(ds['nc'], 'name')})",
                            classes_past_nc=past)
 
 

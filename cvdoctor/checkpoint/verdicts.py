@@ -371,7 +371,7 @@ def load_problems(rec: dict[str, Any], load: dict[str, Any] | None) -> tuple[lis
                 f"{code}{opname} is one its restricted unpickler does not read (torch.save "
                 "writes protocol 2); the file itself is whole",
                 "Re-save it with torch.save's default protocol: torch.save(obj, path) without "
-                f"pickle_protocol=, loading it once with weights_only=False where you trust it",
+                "pickle_protocol=, loading it once with weights_only=False where you trust it",
                 {"opcode": code}))
         elif any(t in text.lower() for t in _TRUNCATION_TEXT):
             out.append(Problem(FAIL, LOAD_FAILED, f"{name(rec)} looks whole to the static checks "

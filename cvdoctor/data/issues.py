@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_EXAMPLES = 5
+MAX_TALLY = 16  # distinct kinds counted per code; the rest count as "other"
 
 
 @dataclass
@@ -15,9 +16,18 @@ class Issue:
     code: str
     count: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
+    tally: dict[str, int] = field(default_factory=dict)  # count per kind, when the kinds differ
+
+    def count_kind(self, kind: str, n: int = 1) -> None:
+        if kind not in self.tally and len(self.tally) >= MAX_TALLY:
+            kind = "other"
+        self.tally[kind] = self.tally.get(kind, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "count": self.count, "examples": list(self.examples)}
+        out = {"code": self.code, "count": self.count, "examples": list(self.examples)}
+        if self.tally:
+            out["tally"] = dict(self.tally)
+        return out
 
 
 class Issues:
@@ -28,11 +38,15 @@ class Issues:
         self._by_code: dict[str, Issue] = {}
 
     def add(self, code: str, file: str | None = None, line: int | None = None,
-            detail: str = "", **extra: Any) -> None:
+            detail: str = "", *, tally: str | None = None, **extra: Any) -> None:
+        """Count one occurrence; `tally` names its kind when one code covers several (a FIFO
+        and a device are both `fs.special`), so a message can say how many of each."""
         issue = self._by_code.get(code)
         if issue is None:
             issue = self._by_code[code] = Issue(code)
         issue.count += 1
+        if tally:
+            issue.count_kind(tally)
         if len(issue.examples) < self.max_examples:
             example: dict[str, Any] = {}
             if file is not None:
@@ -48,6 +62,8 @@ class Issues:
         for code, issue in other._by_code.items():
             mine = self._by_code.setdefault(code, Issue(code))
             mine.count += issue.count
+            for kind, n in issue.tally.items():
+                mine.count_kind(kind, n)
             room = self.max_examples - len(mine.examples)
             if room > 0:
                 mine.examples.extend(issue.examples[:room])
@@ -78,8 +94,10 @@ def where(example: dict[str, Any]) -> str:
     return f"{file}:{example['line']}" if example.get("line") else str(file)
 
 
-def places(issue: dict[str, Any], shown: int = 3, relative_to: str | None = None) -> str:
-    """`a.txt:3, b.txt:7, c.txt:1 and 12 more` for an issue dict (as in a result's "issues")."""
+def places(issue: dict[str, Any], shown: int = 3, relative_to: str | None = None,
+           details: bool = False) -> str:
+    """`a.txt:3, b.txt:7, c.txt:1 and 12 more` for an issue dict (as in a result's "issues");
+    with `details`, each place is followed by its own detail: `a.jpg (a FIFO), b.jpg (...)`."""
     import os
     names = []
     for example in issue.get("examples", [])[:shown]:
@@ -90,6 +108,9 @@ def places(issue: dict[str, Any], shown: int = 3, relative_to: str | None = None
                 file = rel if not rel.startswith("..") else file
             except ValueError:
                 pass
-        names.append(f"{file}:{example['line']}" if example.get("line") else file)
+        place = f"{file}:{example['line']}" if example.get("line") else file
+        if details and example.get("detail"):
+            place += f" ({example['detail']})"
+        names.append(place)
     more = issue.get("count", len(names)) - len(names)
     return ", ".join(names) + (f" and {more:,} more" if more > 0 else "")

@@ -66,7 +66,7 @@ def iter_files(root: str, issues: Issues, *, include_hidden: bool = True) -> Ite
                     elif entry.is_symlink():
                         _report_link(entry.path, issues)
                     else:
-                        issues.add("fs.special", entry.path, detail=_kind(entry.path))
+                        report_special(entry.path, issues)
                 except OSError as exc:
                     if exc.errno == errno.ELOOP:
                         issues.add("fs.symlink_loop", entry.path, detail="symbolic link loop")
@@ -84,7 +84,13 @@ def _report_link(path: str, issues: Issues) -> None:
         else:
             issues.add("fs.broken_link", path, detail=f"points to {os.readlink(path)!r}")
         return
-    issues.add("fs.special", path, detail=_kind(path))
+    report_special(path, issues)
+
+
+def report_special(path: str, issues: Issues, **extra) -> None:
+    """An entry that is not a regular file (a FIFO, socket or device), counted by its kind."""
+    kind = _kind(path)
+    issues.add("fs.special", path, detail=kind, tally=kind, **extra)
 
 
 def _kind(path: str) -> str:
@@ -106,6 +112,16 @@ def require_regular_file(path: str) -> os.stat_result:
     if not stat.S_ISREG(st.st_mode):
         raise DatasetError(f"{path}: {_kind(path)}, not a file cvdoctor can read")
     return st
+
+
+def read_failure(exc: BaseException) -> tuple[str, str]:
+    """(detail, kind) of a read_text failure: the detail may carry numbers, the kind does not
+    (what an issue's tally counts)."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        return reason, reason
+    text = str(exc)
+    return text, ("larger than the text limit" if "limit" in text else text)
 
 
 def read_text(path: str, limit: int | None = None) -> str:

@@ -53,8 +53,8 @@ def _list_images(spec: str, split: str, issues: Issues) -> Iterator[walk.FileEnt
     try:
         text = walk.read_text(spec)
     except (OSError, ValueError) as exc:
-        issues.add("list.unreadable", spec, split=split,
-                   detail=getattr(exc, "strerror", None) or str(exc))
+        detail, kind = walk.read_failure(exc)
+        issues.add("list.unreadable", spec, split=split, detail=detail, tally=kind)
         return
     parent = os.path.dirname(spec) + os.sep
     for line_no, line in enumerate(text.splitlines(), 1):
@@ -71,7 +71,7 @@ def _list_images(spec: str, split: str, issues: Issues) -> Iterator[walk.FileEnt
                        detail=f"{name} does not exist")
             continue
         if not os.path.isfile(path):
-            issues.add("fs.special", path, split=split, detail="not a regular file")
+            walk.report_special(path, issues, split=split)
             continue
         yield walk.FileEntry(path, st.st_size, st.st_mtime_ns)
 
@@ -108,7 +108,7 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
         kpt = yolo_yaml.pose_shape(meta.get("kpt_shape"))
         if kpt is None:
             issues.add("yaml.kpt_shape", meta["yaml"],
-                       detail=f"kpt_shape {meta.get('kpt_shape')!r}: pose needs "
+                       detail=f"kpt_shape {yolo_yaml.short(meta.get('kpt_shape'))}: pose needs "
                               "[keypoints, 2 or 3]")
     nc = meta["nc"]
     if num_classes is not None:
@@ -130,6 +130,11 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
             continue
         splits[split] = _scan_split(split, spec["paths"], row_task, nc, kpt, index, issues, stage,
                                     broken)
+        if not splits[split]["images"] and split in yolo_yaml.REQUIRED_SPLITS:
+            there = [p for p in spec["paths"] if p not in spec["missing"]]
+            issues.add("yaml.split_empty", meta["yaml"], split=split, paths=there,
+                       detail=f"'{split}:' lists no images ({', '.join(there)}): ultralytics "
+                              "stops with 'No images found'")
     stage.close()
 
     hash_stage = Stage(progress, "hashing same-size images", index.candidates())
@@ -210,8 +215,8 @@ def _scan_split(split: str, specs: list[str], task: str, nc: int | None,
             try:
                 text = walk.read_text(lpath)
             except (OSError, ValueError) as exc:
-                issues.add("label.unreadable", lpath, split=split,
-                           detail=getattr(exc, "strerror", None) or str(exc))
+                detail, kind = walk.read_failure(exc)
+                issues.add("label.unreadable", lpath, split=split, detail=detail, tally=kind)
                 continue
             counts["labels"] += 1
             if rows.check(text, lpath, issues) == 0:

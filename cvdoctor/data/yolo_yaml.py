@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ from cvdoctor.data.issues import Issues
 from cvdoctor.data.walk import read_text, require_regular_file
 
 SPLITS = ("train", "val", "test")
+REQUIRED_SPLITS = ("train", "val")  # ultralytics reads test only for `yolo val split=test`
 YAML_LIMIT = 4 * 1024 ** 2
+# A yaml without aliases holds fewer values and characters than its own size; past this, aliases
+# (&a ... *a) multiply them: an alias bomb whose expansion takes minutes and gigabytes.
+EXPANDED_LIMIT = 4 * YAML_LIMIT
+MAX_CLASSES = 1_000_000  # an `nc:` past this is a typo; naming its classes would take gigabytes
 _KEY_TYPES = {"path": (str,), "train": (str, list), "val": (str, list), "test": (str, list),
               "names": (list, dict)}
 
@@ -41,10 +47,78 @@ def load(path: str) -> dict[str, Any]:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise DatasetError(f"{path}: not valid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: not valid YAML: nested too deeply to read") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise DatasetError(f"{path}: not valid YAML: {str(exc).splitlines()[0][:200]}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: a data.yaml must be a mapping with train/val/names, "
                            f"found {type(data).__name__}")
+    for key, value in data.items():
+        try:
+            expanded_size(value, EXPANDED_LIMIT)
+        except ValueError as exc:
+            raise DatasetError(f"{path}: {short(key)}: {exc}") from None
     return data
+
+
+def expanded_size(value: Any, limit: int) -> int:
+    """How big `value` is with every YAML alias expanded: one per value plus the length of each
+    string, counted once per place it appears. Linear in the distinct values (a shared value is
+    measured once); ValueError past `limit` or for a value that contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def measure(obj: Any) -> int:
+        if isinstance(obj, (str, bytes)):
+            return 1 + len(obj)
+        if not isinstance(obj, (list, dict)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError("a YAML alias makes this value contain itself")
+        active.add(key)
+        items = obj.items() if isinstance(obj, dict) else ((None, v) for v in obj)
+        total = 1
+        for k, v in items:
+            total += measure(k) + measure(v)
+            if total > limit:
+                raise ValueError(f"its aliases expand to more than {limit:,} values and "
+                                 "characters (a YAML alias bomb); not read further")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        return measure(value)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 4
+_SHORT.maxlevel = 2
+
+
+def short(value: Any) -> str:
+    """A yaml value for a message: repr, cut short (bounded for any size or nesting)."""
+    return _SHORT.repr(value)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float))  # bool is an int: ultralytics names it 'True'
+
+
+def _what(value: Any) -> str:
+    """'a list ([1, 2])', 'null (empty)': what a yaml value is, for a message."""
+    if value is None:
+        return "null (empty)"
+    kind = {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+            dict: "a mapping", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
+    return f"{kind} ({short(value)})"
 
 
 def ultralytics_settings_dir() -> Path:
@@ -89,9 +163,14 @@ def class_names(data: dict[str, Any], issues: Issues, where: str) -> list[str] |
             if as_float != int(as_float):
                 raise ValueError
             nc = int(as_float)
-        except (TypeError, ValueError):
-            issues.add("yaml.nc_not_int", where, detail=f"nc: {data.get('nc')!r} is not an integer")
+        except (TypeError, ValueError, OverflowError):
+            issues.add("yaml.nc_not_int", where, detail=f"nc: {short(data.get('nc'))} is not an "
+                                                        "integer")
             nc = None
+    if nc is not None and not 1 <= nc <= MAX_CLASSES:
+        issues.add("yaml.nc_not_int", where,
+                   detail=f"nc: {short(nc)} is not a class count (1 to {MAX_CLASSES:,})")
+        nc = None
     if names is None:
         if nc is None:
             issues.add("yaml.no_names", where, detail="neither 'names' nor 'nc' is given")
@@ -99,7 +178,7 @@ def class_names(data: dict[str, Any], issues: Issues, where: str) -> list[str] |
         return [f"class_{i}" for i in range(nc)]
     if isinstance(names, dict):
         try:
-            by_id = {int(k): str(v) for k, v in names.items()}
+            by_id = {int(k): v for k, v in names.items()}
         except (TypeError, ValueError):
             issues.add("yaml.names_bad_ids", where, detail="names keys must be class ids 0..n-1")
             return None
@@ -112,12 +191,19 @@ def class_names(data: dict[str, Any], issues: Issues, where: str) -> list[str] |
                        detail=f"{n}-class dataset needs ids 0-{n - 1}, names has ids "
                               f"{min(by_id)}-{max(by_id)}")
             return None
-        names_list = [by_id[i] for i in range(n)]
+        raw = [by_id[i] for i in range(n)]
     else:
-        names_list = [str(x) for x in names]
-        if not names_list:
+        raw = list(names)
+        if not raw:
             issues.add("yaml.no_names", where, detail="'names' is empty")
             return None
+    odd = [i for i, x in enumerate(raw) if not _scalar(x)]
+    if odd:
+        issues.add("yaml.names_not_scalar", where,
+                   detail=f"names[{odd[0]}] is {_what(raw[odd[0]])}, not a class name"
+                          + (f" ({len(odd):,} such entries)" if len(odd) > 1 else ""),
+                   entries=odd[:20])
+    names_list = [str(x) if _scalar(x) else f"class_{i}" for i, x in enumerate(raw)]
     if nc is not None and nc != len(names_list):
         issues.add("yaml.nc_names_mismatch", where,
                    detail=f"'names' length {len(names_list)} and 'nc: {nc}' must match")
@@ -161,17 +247,26 @@ def resolve(yaml_path: str, data: dict[str, Any], issues: Issues,
         if not value or not isinstance(value, (str, list)):
             continue
         entries = value if isinstance(value, list) else [value]
+        bad = [i for i, e in enumerate(entries) if not isinstance(e, str)]
+        if bad:
+            issues.add("yaml.bad_type", where,
+                       detail=f"'{key}' entry {bad[0] + 1} is {_what(entries[bad[0]])}, not a "
+                              "path")
         resolved, missing, alt = [], [], []
         for entry in entries:
-            entry = str(entry)
+            if not isinstance(entry, str):
+                continue  # ultralytics raises TypeError on it: reported as yaml.bad_type
             target = _split_path(root, entry)
             resolved.append(str(target))
             if not target.exists():
                 missing.append(str(target))
             if yaml_relative is not None:
                 alt.append(str(_split_path(yaml_relative, entry)))
-        splits[key] = {"raw": value, "paths": resolved, "missing": missing,
+        raw = value if isinstance(value, str) else [e for e in entries if isinstance(e, str)]
+        splits[key] = {"raw": raw, "paths": resolved, "missing": missing,
                        "yaml_relative_paths": alt}
+        if key not in REQUIRED_SPLITS:
+            continue  # a test split that is not there is said in the pass message, no more
         for m in missing:
             issues.add("yaml.split_missing", where,
                        detail=f"'{key}:' resolves to {m}, which does not exist", split=key)
