@@ -134,8 +134,29 @@ def _expectation(ctx, info, out, y):
         p = y.float().reshape(y.shape[0], -1).mean(dim=0).clamp(1e-6, 1 - 1e-6)
         prior = float((-(p * p.log() + (1 - p) * (1 - p).log())).mean())
         scale = y.numel() if info.reduction == "sum" else 1
-        return LN2, prior, "ln 2", scale
+        factor = _bce_weighting(info, y)
+        if factor is None:
+            return LN2, prior, "ln 2", scale
+        # At logits 0 each element costs ln 2 * w * (pos_weight * y + 1 - y).
+        return (LN2 * factor, prior * factor,
+                f"ln 2 x {factor:.3g} (pos_weight/weight on these targets)", scale)
     return f"{info.name}: no known value at init"
+
+
+def _bce_weighting(info, y) -> float | None:
+    """mean(w * (pos_weight * y + 1 - y)) for BCE with pos_weight or weight, else None."""
+    if info.pos_weight is None and info.weight is None:
+        return None
+    y = y.detach().double()
+    try:
+        pw = (torch.as_tensor(info.pos_weight, dtype=torch.float64)
+              if info.pos_weight is not None else torch.ones((), dtype=torch.float64))
+        w = (torch.as_tensor(info.weight, dtype=torch.float64)
+             if info.weight is not None else torch.ones((), dtype=torch.float64))
+        per = w.to(y.device) * (pw.to(y.device) * y + 1 - y)  # broadcasts as the loss does
+    except RuntimeError:
+        return None
+    return float(per.mean())
 
 
 def _head_mismatch(ctx, info, out, per: float) -> Problem | None:

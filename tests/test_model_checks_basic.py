@@ -780,3 +780,33 @@ def test_recipes_of_these_checks_parse_and_cite_the_references():
         refs = recipe.section("References")
         assert any(title in refs for title in GUIDE_TITLES) or "http" in refs or \
             "Field experience" in refs, rid
+
+
+@pytest.mark.parametrize("pos_weight", [None, 3.0, 19.0, 50.0])
+@pytest.mark.parametrize("seed", range(5))
+def test_initial_loss_accounts_for_pos_weight(pos_weight, seed):
+    """BCEWithLogitsLoss(pos_weight=p) costs ln 2 * (p y + 1 - y) per element at logits 0: a
+    rare-positive multi-label set-up with pos_weight 19 or 50 is healthy, not over-confident."""
+    torch.manual_seed(seed)
+    x, _ = image_batch(16)
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(16, 5, generator=g) > 0.9).float()
+    y[0, 0] = 1.0
+    pw = None if pos_weight is None else torch.full((5,), pos_weight)
+    f = finding(SmallCNN(num_classes=5), (x, y), "model.initial_loss",
+                loss_fn=nn.BCEWithLogitsLoss(pos_weight=pw))
+    assert f.status == "pass", f.message
+    if pos_weight:
+        assert "pos_weight" in f.message
+
+
+def test_initial_loss_with_pos_weight_still_catches_overconfident_logits():
+    x, _ = image_batch(16)
+    y = (torch.rand(16, 5, generator=torch.Generator().manual_seed(0)) > 0.9).float()
+    model = SmallCNN(num_classes=5)
+    with torch.no_grad():
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        last.bias.fill_(6.0)  # every logit starts near +6: "everything is positive"
+    f = finding(model, (x, y), "model.initial_loss",
+                loss_fn=nn.BCEWithLogitsLoss(pos_weight=torch.full((5,), 19.0)))
+    assert f.status in ("warn", "fail") and f.recipe == "initial-loss-too-high", f.message

@@ -210,6 +210,8 @@ class LossInfo:
     label_smoothing: float = 0.0
     ignore_index: int | None = None
     reduction: str = "mean"
+    pos_weight: Any = None  # BCEWithLogitsLoss(pos_weight=...): scales the positives' terms
+    weight: Any = None  # BCE's per-element rescaling weight (CE's class weights cancel at init)
 
 
 _FUNCTIONAL = {
@@ -238,14 +240,17 @@ def loss_info(ctx) -> LossInfo:
         return LossInfo(kind, type(fn).__name__,
                         label_smoothing=float(getattr(fn, "label_smoothing", 0.0) or 0.0),
                         ignore_index=getattr(fn, "ignore_index", None),
-                        reduction=getattr(fn, "reduction", "mean"))
+                        reduction=getattr(fn, "reduction", "mean"),
+                        pos_weight=getattr(fn, "pos_weight", None),
+                        weight=getattr(fn, "weight", None))
     kind = _FUNCTIONAL.get(fn)
     if kind is not None:
         default_ignore = -100 if kind in ("ce", "nll") else None
         return LossInfo(kind, f"F.{fn.__name__}",
                         label_smoothing=float(keywords.get("label_smoothing", 0.0)),
                         ignore_index=keywords.get("ignore_index", default_ignore),
-                        reduction=keywords.get("reduction", "mean"))
+                        reduction=keywords.get("reduction", "mean"),
+                        pos_weight=keywords.get("pos_weight"), weight=keywords.get("weight"))
     return LossInfo("custom", getattr(fn, "__name__", type(fn).__name__))
 
 
