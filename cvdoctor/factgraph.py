@@ -205,9 +205,9 @@ class Context:
             timing.seconds = time.perf_counter() - start
             self.timings[name] = timing
             fut.set_exception(err)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if isinstance(exc, KeyboardInterrupt):
                 raise
-            return
+            return  # a SystemExit too: the user's code calling sys.exit() fails the fact
         timing.seconds = time.perf_counter() - start
         self.timings[name] = timing
         fut.set_result(value)

@@ -56,6 +56,13 @@ def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
                       "error": str(exc.cause),
                       "traceback": "".join(traceback.format_exception(
                           type(exc.cause), exc.cause, exc.cause.__traceback__, limit=8))})]
+    except SystemExit as exc:  # the user's code (a model's forward, a loader) called sys.exit()
+        findings = [Finding(
+            ERROR, spec.title,
+            f"the code under check called sys.exit({exc.code!r}) while this check ran it; "
+            "nothing after that could be measured",
+            evidence={"exception": "SystemExit", "code": repr(exc.code),
+                      "traceback": traceback.format_exc(limit=8)})]
     except Exception as exc:  # noqa: BLE001 - isolating checks is the point
         findings = [Finding(
             ERROR, spec.title,

@@ -403,3 +403,26 @@ def test_an_opt_in_check_runs_only_when_its_option_is_set():
     finally:
         unregister("zz.plain")
         unregister("zz.ddp_only")
+
+
+def test_sys_exit_inside_a_check_or_a_fact_is_a_finding_not_the_end_of_the_run():
+    """The user's code (a forward, a loader) may call sys.exit(); the report must survive it."""
+    import sys as _sys
+
+    from cvdoctor.registry import CheckSpec
+
+    def exits(ctx):
+        _sys.exit(0)
+
+    spec = CheckSpec(id="x.exits", func=exits, title="Exits", recipes=(), needs=())
+    (finding,) = runner.run_check(spec, object())
+    assert finding.status == "error" and "sys.exit(0)" in finding.message
+
+    @fact("test_fact_that_exits")
+    def _exits(ctx):
+        _sys.exit(4)
+
+    ctx = Context(options=None)
+    with pytest.raises(Exception) as info:  # a FactError for its readers, not a SystemExit
+        ctx.fact("test_fact_that_exits")
+    assert not isinstance(info.value, SystemExit) and "SystemExit" in str(info.value)

@@ -282,3 +282,40 @@ def test_cli_never_opens_a_fifo_or_a_device(tmp_path, make, expected):
 def test_cli_a_syntax_error_is_one_line_with_the_offending_source():
     result = invoke(target("syntax_error.py"))
     assert len(result.stderr.strip().splitlines()) == 1 and "`" in result.stderr
+
+
+EXITING_FORWARD = '''
+import sys
+from torch import nn
+
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x):
+        sys.exit(0)
+
+
+model = M()
+input_shape = (3, 8, 8)
+num_classes = 2
+'''
+
+
+def test_sys_exit_in_forward_is_a_failed_forward_not_a_silent_pass(tmp_path):
+    """sys.exit(0) in the user's forward used to end cvdoctor with exit 0 and no report."""
+    (tmp_path / "m.py").write_text(EXITING_FORWARD)
+    result = invoke(str(tmp_path / "m.py"), "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    forward = next(f for f in report["findings"] if f["check"] == "model.forward")
+    assert forward["status"] == "fail" and "SystemExit" in forward["message"]
+    assert not [f for f in report["findings"] if f["status"] == "error"], report
+
+
+def test_sys_exit_in_build_model_is_a_target_error(tmp_path):
+    (tmp_path / "m.py").write_text("import sys\n\ndef build_model():\n    sys.exit(3)\n")
+    result = invoke(str(tmp_path / "m.py"))
+    assert result.exit_code == 2 and "build_model() called sys.exit(3)" in result.stderr

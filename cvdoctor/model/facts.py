@@ -51,6 +51,11 @@ class BasePass:
         return not (self.forward_error or self.loss_error or self.backward_error)
 
 
+# What the user's code may raise into the base pass: sys.exit() in a forward is a forward that
+# failed, not the end of cvdoctor's report.
+USER_ERRORS = (Exception, SystemExit)
+
+
 @fact("base")
 def base_pass(ctx) -> BasePass:
     result = BasePass()
@@ -78,14 +83,14 @@ def base_pass(ctx) -> BasePass:
                 else:
                     try:
                         outputs = call_model(model, inputs)
-                    except Exception as exc:  # noqa: BLE001
+                    except USER_ERRORS as exc:  # noqa: BLE001
                         result.forward_error = error_info(exc, tracer.innermost())
                         return result
                     result.outputs = detach(outputs)
                     result.origin = output_origin(first_tensor(outputs), tracer)
                     tracer.close()
                     loss = ctx.loss_fn()(outputs, targets)
-            except Exception as exc:  # noqa: BLE001
+            except USER_ERRORS as exc:  # noqa: BLE001
                 err = error_info(exc, tracer.innermost())
                 if outputs is None and ctx.spec.training_step is not None:
                     result.forward_error = err
@@ -102,7 +107,7 @@ def base_pass(ctx) -> BasePass:
             result.loss = float(loss.detach())
             result.custom_functions = custom_functions(loss)
             loss.backward()
-        except Exception as exc:  # noqa: BLE001
+        except USER_ERRORS as exc:  # noqa: BLE001
             result.backward_error = error_info(exc)
             return result
         finally:
@@ -547,7 +552,7 @@ def eval_pass(ctx) -> EvalPass:
     try:
         model = ctx.copy_model(train=False)
         outputs, tracer = traced_forward(model, inputs, ctx.seed)
-    except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
+    except USER_ERRORS as exc:  # noqa: BLE001 - model.forward reports forward errors
         result.error = f"{type(exc).__name__}: {exc}"
         return result
     result.outputs = detach(outputs)

@@ -184,6 +184,8 @@ def _import_module(module_name: str, target: str) -> dict[str, Any]:
 def _call_user(func: Callable, what: str, *args, **kwargs) -> Any:
     try:
         return func(*args, **kwargs)
+    except SystemExit as exc:
+        raise TargetError(f"{what} called sys.exit({exc.code!r})") from None
     except Exception as exc:  # noqa: BLE001
         raise TargetError(f"{what} raised {type(exc).__name__}:\n{_user_frames(exc)}") from None
 
