@@ -40,13 +40,14 @@ def make_context(command: Command, target: Any, values: dict[str, Any], *,
 
 def run_context(command: str, ctx: Any, *, select: Iterable[str] | None = None,
                 ignore: Iterable[str] | None = None, target: Any = None,
-                progress: Callable[[str], None] | None = None) -> Report:
+                progress: Callable[[str], None] | None = None,
+                check_timeout_s: float | None = None) -> Report:
     """Run `command`'s checks on a context (the CLI, the API and the plugin all end here)."""
     from cvdoctor import runner
 
     label = target if target is not None else getattr(ctx, "label", None)
     return runner.run(command, ctx, select=select, ignore=ignore, target=label,
-                      progress=progress)
+                      progress=progress, check_timeout_s=check_timeout_s)
 
 
 def _run_api(command: Command, args: dict[str, Any]) -> Report:

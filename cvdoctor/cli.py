@@ -19,6 +19,7 @@ import click
 from cvdoctor import __version__, exitcodes
 from cvdoctor.commands import Command, Option, all_commands, load
 from cvdoctor.errors import TargetError, UsageError
+from cvdoctor.watchdog import Stalled, time_limit
 
 
 def _stderr(msg: str) -> None:
@@ -64,8 +65,10 @@ def _emit_report(report, *, as_json: bool, verbose: bool, strict: bool) -> int:
         return exitcodes.CHECK_FAILED
     if strict and any(f.status == "warn" for f in report.findings):
         return exitcodes.CHECK_FAILED
-    if any(f.status == "error" for f in report.findings):
+    if any(f.is_bug for f in report.findings):
         return exitcodes.CRASHED
+    if any(f.status == "error" for f in report.findings):  # the user's code stopped a check
+        return exitcodes.CHECK_FAILED
     return exitcodes.OK
 
 
@@ -144,16 +147,34 @@ def run_declared(command: Command, **kwargs: Any) -> None:
         try:
             if target:
                 progress(f"loading {' '.join(target) if command.target.many else target} ...")
-            ctx = api.make_context(command, target, values, recorded=recorded, progress=progress)
+            with time_limit(_check_timeout_s(), "loading the target"):
+                ctx = api.make_context(command, target, values, recorded=recorded,
+                                       progress=progress)
         except UsageError as exc:
             _stderr(_usage_message(exc, target))
             sys.exit(exitcodes.USAGE)
+        except Stalled as exc:  # a model file that loops at import, a build_model() that hangs
+            _stderr(f"cvdoctor: cannot load {' '.join(target) if command.target.many else target}"
+                    f": {exc}")
+            sys.exit(exitcodes.USAGE)
         try:
             report = api.run_context(command.name, ctx, select=select, ignore=ignore,
-                                     progress=progress)
+                                     progress=progress, check_timeout_s=_check_timeout_s())
         except SelectionError as exc:
             raise click.UsageError(str(exc))
     sys.exit(_emit_report(report, as_json=as_json, verbose=verbose, strict=strict))
+
+
+CHECK_TIMEOUT_S = 600.0  # per check and for loading a target; CVDOCTOR_CHECK_TIMEOUT overrides
+
+
+def _check_timeout_s() -> float:
+    """How long one check (or loading the target) may run the user's code before it is stopped:
+    a forward that never returns becomes a finding instead of a hang."""
+    try:
+        return max(1.0, float(os.environ.get("CVDOCTOR_CHECK_TIMEOUT", CHECK_TIMEOUT_S)))
+    except ValueError:
+        return CHECK_TIMEOUT_S
 
 
 def build_command(command: Command) -> click.Command:

@@ -34,6 +34,12 @@ class Finding:
             raise ValueError(f"a skip must say why: {self.title!r}")
 
     @property
+    def is_bug(self) -> bool:
+        """An error with no fix is cvdoctor's own breakage; an error with a fix is the code under
+        check stopping the check (a forward that never returns, sys.exit())."""
+        return self.status == ERROR and not self.fix
+
+    @property
     def is_problem(self) -> bool:
         return self.status in (WARN, FAIL, ERROR)
 

@@ -70,7 +70,8 @@ def finding_lines(f: Finding, *, label: str | None = None, sep: str = "  ",
     if f.recipe and f.status in (WARN, FAIL):
         lines.append(f"{indent}more: cvdoctor explain {f.recipe}")
     if f.status == ERROR:
-        lines.append(f"{indent}{BUG_NOTE}")
+        if f.is_bug:
+            lines.append(f"{indent}{BUG_NOTE}")
         if verbose and f.evidence.get("traceback"):
             lines.extend(f"{indent}  {ln}" for ln in
                          str(f.evidence["traceback"]).rstrip().splitlines()[-6:])

@@ -16,6 +16,7 @@ from cvdoctor.factgraph import Context, FactError
 from cvdoctor.finding import ERROR, FAIL, SKIP, WARN, Finding
 from cvdoctor.registry import CheckSpec, all_checks, select_checks
 from cvdoctor.report import Report
+from cvdoctor.watchdog import Stalled, time_limit
 
 # Set (by the test suite) to a directory: every finding a run emits is appended there as one
 # JSON line per process, so the suite can prove each declared finding has a fixture.
@@ -36,11 +37,16 @@ def _recipe_allowed(spec: CheckSpec, recipe: str) -> bool:
     return False
 
 
-def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
+STALLED_FIX = ("Run the forward (or the model file) by hand on one batch and interrupt it "
+               "(Ctrl-C) to see where it loops or waits; -v shows where cvdoctor stopped it")
+
+
+def run_check(spec: CheckSpec, ctx: Any, timeout_s: float | None = None) -> list[Finding]:
     start = time.perf_counter()
     view = ctx.view(spec.needs, f"check {spec.id}") if isinstance(ctx, Context) else ctx
     try:
-        out = spec.func(view)
+        with time_limit(timeout_s, f"the check {spec.id}"):
+            out = spec.func(view)
         findings = [out] if isinstance(out, Finding) else list(out or [])
         if not findings:
             raise CheckContract(f"{spec.id} returned no finding")
@@ -50,17 +56,22 @@ def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
             if f.recipe and not _recipe_allowed(spec, f.recipe):
                 raise CheckContract(f"{spec.id} emitted recipe {f.recipe!r}, not in its registration")
     except FactError as exc:
+        if isinstance(exc.cause, Stalled):  # stopped while gathering a fact this check needs
+            return _finish(spec, start, [_stalled(spec, exc.cause, exc.fact)])
         findings = [Finding(
             ERROR, spec.title, f"the check could not run: {exc}",
             evidence={"fact": exc.fact, "exception": type(exc.cause).__name__,
                       "error": str(exc.cause),
                       "traceback": "".join(traceback.format_exception(
                           type(exc.cause), exc.cause, exc.cause.__traceback__, limit=8))})]
+    except Stalled as exc:
+        findings = [_stalled(spec, exc)]
     except SystemExit as exc:  # the user's code (a model's forward, a loader) called sys.exit()
         findings = [Finding(
             ERROR, spec.title,
             f"the code under check called sys.exit({exc.code!r}) while this check ran it; "
             "nothing after that could be measured",
+            "Remove the sys.exit() from the code the model file runs (forward, loss, loader)",
             evidence={"exception": "SystemExit", "code": repr(exc.code),
                       "traceback": traceback.format_exc(limit=8)})]
     except Exception as exc:  # noqa: BLE001 - isolating checks is the point
@@ -70,12 +81,26 @@ def run_check(spec: CheckSpec, ctx: Any) -> list[Finding]:
             evidence={"exception": type(exc).__name__, "error": str(exc),
                       "traceback": traceback.format_exc(limit=8)},
         )]
+    return _finish(spec, start, findings)
+
+
+def _finish(spec: CheckSpec, start: float, findings: list[Finding]) -> list[Finding]:
     elapsed = time.perf_counter() - start
     for f in findings:
         f.check = f.check or spec.id
         f.duration_s = elapsed / len(findings)
     _log_findings(findings)
     return findings
+
+
+def _stalled(spec: CheckSpec, exc: Stalled, fact: str | None = None) -> Finding:
+    """A check that ran past its time limit: the user's code it ran never returned."""
+    where = f" (gathering {fact!r}, which this check needs)" if fact else ""
+    return Finding(ERROR, spec.title, f"{exc}{where}: the code it runs (the model's forward, "
+                   "the loss, the loader) did not return", STALLED_FIX,
+                   evidence={"exception": "Stalled", "error": str(exc),
+                             "traceback": "".join(traceback.format_exception(
+                                 type(exc), exc, exc.__traceback__, limit=-8))})
 
 
 def _log_findings(findings: list[Finding]) -> None:
@@ -127,7 +152,8 @@ def link_root_causes(findings: list[Finding]) -> None:
 
 def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
         ignore: Iterable[str] | None = None, target: Any = None,
-        progress: Callable[[str], None] | None = None) -> Report:
+        progress: Callable[[str], None] | None = None,
+        check_timeout_s: float | None = None) -> Report:
     """Select checks of `command`, let the context start gathering what they need, run them."""
     start = time.perf_counter()
     specs = select_checks(all_checks(command), select, ignore)
@@ -144,13 +170,21 @@ def run(command: str, ctx: Any, *, select: Iterable[str] | None = None,
         specs = kept
         ctx.prepare(sorted({n for s in specs if s.id not in declined for n in s.needs}))
     findings: list[Finding] = []
+    stalled_in: str | None = None
     for spec in specs:
         if spec.id in declined:
             findings.append(Finding(SKIP, spec.title, declined[spec.id], check=spec.id))
             continue
+        if stalled_in:  # every later check would wait on the same code for as long again
+            findings.append(Finding(SKIP, spec.title, f"not run: the code under check stopped "
+                                    f"responding in {stalled_in} (see there)", check=spec.id))
+            continue
         if progress:
             progress(f"{spec.id} ...")
-        findings.extend(run_check(spec, ctx))
+        done = run_check(spec, ctx, check_timeout_s)
+        if any(f.evidence.get("exception") == "Stalled" for f in done):
+            stalled_in = spec.id
+        findings.extend(done)
     link_root_causes(findings)
     facts = ctx.fact_timings() if isinstance(ctx, Context) else {}
     return Report(command=command, target=target, findings=findings,

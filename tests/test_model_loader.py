@@ -319,3 +319,28 @@ def test_sys_exit_in_build_model_is_a_target_error(tmp_path):
     (tmp_path / "m.py").write_text("import sys\n\ndef build_model():\n    sys.exit(3)\n")
     result = invoke(str(tmp_path / "m.py"))
     assert result.exit_code == 2 and "build_model() called sys.exit(3)" in result.stderr
+
+
+HANGING_FORWARD = EXITING_FORWARD.replace("sys.exit(0)", "while True:\n            pass")
+
+
+def test_a_forward_that_never_returns_is_stopped_and_reported(tmp_path, monkeypatch):
+    """No hang: each check (and loading) runs the user's code under a time limit in the CLI."""
+    (tmp_path / "m.py").write_text(HANGING_FORWARD)
+    monkeypatch.setenv("CVDOCTOR_CHECK_TIMEOUT", "2")
+    result = invoke(str(tmp_path / "m.py"), "--json")
+    report = json.loads(result.stdout)
+    stopped = [f for f in report["findings"] if f["status"] == "error"]
+    assert len(stopped) == 1 and "did not finish within 2 s" in stopped[0]["message"], report
+    assert stopped[0]["fix"], stopped[0]
+    rest = [f for f in report["findings"] if f is not stopped[0]]
+    assert rest and all(f["status"] == "skip" for f in rest)
+    assert result.exit_code == 1
+
+
+def test_a_model_file_that_loops_at_import_is_a_target_error(tmp_path, monkeypatch):
+    (tmp_path / "m.py").write_text("while True:\n    pass\n")
+    monkeypatch.setenv("CVDOCTOR_CHECK_TIMEOUT", "1")
+    result = invoke(str(tmp_path / "m.py"))
+    assert result.exit_code == 2 and "did not finish within 1 s" in result.stderr
+    assert "watchdog.py" not in result.stderr  # the user's frames, not ours

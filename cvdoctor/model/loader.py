@@ -122,8 +122,8 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 def _user_frames(exc: BaseException, limit: int = 4) -> str:
     """The last frames of a traceback: where the user's code raised, without our own frames."""
     frames = traceback.extract_tb(exc.__traceback__)
-    here = str(Path(__file__).resolve())
-    frames = [f for f in frames if str(Path(f.filename).resolve()) != here][-limit:]
+    ours = str(Path(__file__).resolve().parent.parent) + os.sep  # the cvdoctor package
+    frames = [f for f in frames if not str(Path(f.filename).resolve()).startswith(ours)][-limit:]
     lines = "".join(traceback.format_list(frames)).rstrip()
     last = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return f"{lines}\n{last}" if lines else last
