@@ -72,6 +72,7 @@ ROW_CASES = [
     ("detect", "0 0.5 abc 0.2 0.2\n", "row.not_number"),
     ("detect", "0 0.5 nan 0.2 0.2\n", "row.not_number"),
     ("segment", "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.2 0.4\n", "row.mixed"),
+    ("detect", "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.2 0.4\n", "row.mixed"),
     ("segment", "0 0.5 0.5 0.2 0.2\n", "row.box_for_segment"),
     ("segment", "0 0.1 0.1 0.3 0.1 0.2 0.2 0.5\n", "row.columns"),
     ("segment", "0 0.1 0.1 0.2 0.2 0.3 0.3\n", "row.zero_size"),
@@ -96,6 +97,62 @@ def test_each_bad_row_is_found_with_file_and_line(tmp_path, task, text, code):
     if code != "row.mixed":
         assert ex["line"] > good.count("\n")  # the appended line, 1-based
     assert codes(result) - {code, "row.box_for_segment", "row.mixed"} == set()
+
+
+def test_boxes_and_polygons_in_separate_files_are_fine_for_detect(tmp_path):
+    root = yolo_dataset(tmp_path)
+    write_label(root, "train", "im001", "1 0.1 0.1 0.3 0.1 0.2 0.4\n2 0.5 0.5 0.7 0.5 0.6 0.8\n")
+    result = inspect(root)
+    assert result["issues"] == {} and result["splits"]["train"]["row_shapes"]["polygon"] == 2
+
+
+# Label files and ultralytics' verdict on each under detect (dropped or kept), as its own
+# verify_image_label gives it (checked against ultralytics by the slow test below).
+ULTRALYTICS_VERDICTS = [
+    ("0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.2 0.4\n", "labels mix segment and detection rows"),
+    ("1 0.1 0.1 0.3 0.1 0.2 0.4\n0 0.5 0.5 0.2 0.2\n", "labels mix segment and detection rows"),
+    ("0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.4 0.1 0.4 0.4 0.1 0.4\n",
+     "labels mix segment and detection rows"),
+    ("1 0.1 0.1 0.3 0.1 0.2 0.4\n2 0.1 0.1 0.4 0.1 0.4 0.4 0.1 0.4\n", None),
+    ("0 0.5 0.5 0.2 0.2\n1 0.4 0.4 0.1 0.1\n", None),
+]
+
+
+@pytest.mark.parametrize("text,dropped", ULTRALYTICS_VERDICTS)
+def test_rows_ultralytics_drops_fail_and_rows_it_keeps_pass(tmp_path, text, dropped):
+    root = yolo_dataset(tmp_path)
+    write_label(root, "train", "im001", text)
+    result = inspect(root)
+    assert ("row.mixed" in codes(result)) == bool(dropped), result["issues"]
+    if dropped:
+        assert dropped in examples(result, "row.mixed")[0]["detail"]
+
+
+@pytest.mark.slow
+def test_ultralytics_gives_those_verdicts(tmp_path):
+    """ultralytics' own verify_image_label on the files above (in a subprocess: importing it
+    patches PIL.Image.open for the whole process)."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("ultralytics")
+    make_image(tmp_path / "images" / "a.jpg", 1)
+    for i, (text, _) in enumerate(ULTRALYTICS_VERDICTS):
+        (tmp_path / f"{i}.txt").write_text(text)
+    code = ("import json, sys\n"
+            "from ultralytics.data.utils import verify_image_label\n"
+            "out = []\n"
+            f"for i in range({len(ULTRALYTICS_VERDICTS)}):\n"
+            "    r = verify_image_label((sys.argv[1] + '/images/a.jpg', f'{sys.argv[1]}/{i}.txt',"
+            " '', False, 3, 0, 0, False))\n"
+            "    out.append(r[-1] if r[8] else None)\n"
+            "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    verdicts = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (text, dropped), theirs in zip(ULTRALYTICS_VERDICTS, verdicts):
+        assert (theirs is not None) == bool(dropped), (text, theirs)
+        assert dropped is None or dropped in theirs
 
 
 def test_many_bad_rows_keep_a_count_and_the_first_few(tmp_path):

@@ -3,7 +3,8 @@
 The rules follow what ultralytics' verify_image_label enforces (it drops the whole image on the
 first bad row, with one log line) plus what it silently accepts: zero-size boxes, boxes that run
 past the frame (it clips them), duplicate rows (it removes them), box rows in a segment set.
-Row shapes by task: detect `cls cx cy w h` (polygon rows are accepted and turned into boxes);
+Row shapes by task: detect `cls cx cy w h` (polygon rows are accepted and turned into boxes,
+unless a file mixes them with box rows: then the image is dropped, whatever the task but pose);
 segment `cls x1 y1 x2 y2 x3 y3 ...` (three points or more); pose `cls cx cy w h` + `nkpt * ndim`
 keypoint values; obb `cls x1 y1 x2 y2 x3 y3 x4 y4`. Coordinates are normalized to [0, 1]
 (ultralytics allows 1% slack).
@@ -14,6 +15,7 @@ import math
 from typing import Any
 
 from cvdoctor.data.issues import Issues
+from cvdoctor.text import plural
 
 TASKS = ("detect", "segment", "pose", "obb")
 SLACK = 0.01  # ultralytics: points.max() <= 1.01, lb.min() >= -0.01
@@ -49,9 +51,12 @@ class RowChecker:
             kind = self._row(tokens, file, line_no, issues)
             if kind:
                 kinds.add(kind)
-        if self.task == "segment" and "box" in kinds and "polygon" in kinds:
+        if self.task != "pose" and "box" in kinds and "polygon" in kinds:
+            # verify_image_label, for every task but pose: a file with any row of more than 6
+            # columns is read as polygons, and a 5-column row beside them fails its assert
             issues.add("row.mixed", file, detail="box rows (5 columns) and polygon rows in one "
-                                                 "file: ultralytics drops the image")
+                                                 "file: ultralytics drops the image ('labels mix "
+                                                 "segment and detection rows')")
         self.rows += n_rows
         return n_rows
 
@@ -138,7 +143,8 @@ class RowChecker:
         cls = int(value)
         if cls < 0 or (self.nc is not None and cls >= self.nc):
             issues.add("row.class_out_of_range", file, line_no,
-                       detail=f"class {cls}, dataset has {self.nc} classes "
+                       detail=f"class {cls}, dataset has "
+                              f"{plural(self.nc or 0, 'class', 'classes')} "
                               f"(0-{(self.nc or 1) - 1})",
                        value=cls)
             self.extra_classes[cls] = self.extra_classes.get(cls, 0) + 1
