@@ -203,7 +203,9 @@ def check_imagefolder(ctx):
     """Applies torchvision's ImageFolder rules to each split: every sub-folder is a class
     (hidden ones too), a class needs at least one file with a supported extension, classes are
     numbered by sorted name per split. Fails on a split without class folders, an empty or hidden
-    class folder, and splits whose class lists differ (the same index means different classes)."""
+    class folder, and splits whose class lists differ (the same index means different classes).
+    A test/ folder without class folders next to train/ and a validation split that have them
+    (unlabelled test images, a common Kaggle layout) is only noted."""
     ds = ctx.fact("dataset")
     if ds.get("kind") != "imagefolder":
         return skipped(FOLDER_TITLE, f"only for ImageFolder trees; this is {ds.get('kind')}")
@@ -233,6 +235,9 @@ def check_imagefolder(ctx):
                                 "folder is not enough: add its images).",
                                 {"mismatch": ex}))
     parts = [f"{split}: {plural(len(info['classes']), 'class', 'classes')}, "
-             f"{plural(info['images'], 'image')}" for split, info in ds["splits"].items()]
+             f"{plural(info['images'], 'image')}" if "unlabelled" not in info else
+             f"{split}: {plural(info['unlabelled'], 'image')} and no class folders, so "
+             "ImageFolder cannot read labels from it (fine for unlabelled test images; train "
+             "and validation have classes)" for split, info in ds["splits"].items()]
     return report_problems(FOLDER_TITLE, problems, "; ".join(parts),
                            classes={s: i["classes"] for s, i in ds["splits"].items()})

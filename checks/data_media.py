@@ -41,8 +41,11 @@ def check_images(ctx):
     files), cannot be identified, are cut short (a JPEG without its end marker), fail their
     checksums or decoding, or have a format the loader refuses; on images under 10 px in a YOLO
     set (ultralytics drops them). Warns on JPEGs with bytes after the end marker (ultralytics
-    rewrites them in place), tiny images elsewhere, EXIF-rotated images, files the loader skips
-    for their extension, and a mix of RGB and other modes (grayscale, RGBA, CMYK)."""
+    rewrites them in place), tiny images elsewhere, EXIF-rotated images, images the loader skips
+    for their name (a .gif, .jfif or .heic, or image content without an image extension), and a
+    mix of RGB and other modes (grayscale, RGBA, CMYK). Files that are not images (a README, a
+    CSV) are only noted, and OS files (.DS_Store, Thumbs.db, desktop.ini, hidden files) not at
+    all: the loaders skip them without harm."""
     ds = ctx.fact("dataset")
     if w.nothing_scanned(ds):
         return skipped(IMAGES_TITLE, f"no image to read: {w.nothing_scanned(ds)}")
@@ -75,7 +78,7 @@ def check_images(ctx):
     for code in ("image.ignored_suffix", "imagefolder.ignored_file"):
         if w.count(ds, code):
             problems.append(Problem(WARN, "dataset-ignored-files",
-                                    w.describe(ds, code, "file", tail="skipped by the loader"),
+                                    w.describe(ds, code, "image", tail="skipped by the loader"),
                                     "Convert them to JPEG or PNG, or move them out.",
                                     w.evidence(ds, code)))
     modes = _modes(ds)
@@ -94,6 +97,9 @@ def check_images(ctx):
         if n else f"no image listed ({how})"
     if ds.get("kind") == "masks":
         ok = f"{plural(ds.get('images', 0), 'image')} checked ({how})"
+    if w.count(ds, "imagefolder.other_file"):
+        ok += (f"; {plural(w.count(ds, 'imagefolder.other_file'), 'other file')} (not images) "
+               f"left out by ImageFolder: {w.where(ds, 'imagefolder.other_file')}")
     return report_problems(IMAGES_TITLE, problems, ok, formats=formats, modes=modes)
 
 

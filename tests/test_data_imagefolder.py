@@ -60,7 +60,8 @@ def test_empty_class_folder_is_torchvisions_error(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         ImageFolder(str(root / "train"))
     assert ex["detail"] in str(err.value)  # same words as torchvision's own message
-    assert "imagefolder.ignored_file" in codes(result)
+    assert "imagefolder.other_file" in codes(result)  # notes.txt: noted, not an ignored image
+    assert "imagefolder.ignored_file" not in codes(result)
     assert "imagefolder.class_mismatch" in codes(result)  # val has no zebra: indices differ
 
 
@@ -158,3 +159,55 @@ def test_symlinked_class_folder_is_followed_once(tmp_path):
     assert examples(result, "fs.symlink_loop")[0]["file"].endswith("loop/cat")
     # walked once through the link (torchvision's os.walk(followlinks=True) would never stop)
     assert result["splits"]["train"]["class_counts"]["cat"] == 9
+
+
+OS_FILES = ("Thumbs.db", "desktop.ini", ".DS_Store", ".hidden", "._notes.txt")
+
+
+def test_os_metadata_files_are_not_reported(tmp_path):
+    """torchvision skips every file without an image extension; what the OS leaves in folders
+    is not worth a word, and torchvision agrees on the count."""
+    from torchvision.datasets import ImageFolder
+    root = imagefolder_dataset(tmp_path)
+    for folder in (root, root / "train", root / "train" / "cat", root / "val" / "dog"):
+        for name in OS_FILES:
+            (folder / name).write_bytes(b"\x00\x05\x16\x07 Bud1 metadata")
+    result = inspect(root)
+    assert result["issues"] == {}
+    assert result["splits"]["train"]["images"] == len(ImageFolder(str(root / "train")))
+
+
+def test_a_readme_is_noted_an_image_under_another_name_is_warned(tmp_path):
+    root = imagefolder_dataset(tmp_path)
+    (root / "train" / "cat" / "README.txt").write_text("cats from the shelter\n")
+    (root / "train" / "cat" / "labels.csv").write_text("file,label\n")
+    make_image(root / "train" / "dog" / "dog_extra", 9, fmt="JPEG")  # no extension
+    make_image(root / "train" / "dog" / "dog_big.jpg_large", 10, fmt="JPEG")
+    result = inspect(root)
+    assert codes(result) == {"imagefolder.other_file", "imagefolder.ignored_file"}
+    assert result["issues"]["imagefolder.other_file"]["count"] == 2
+    details = {os.path.basename(e["file"]): e["detail"]
+               for e in examples(result, "imagefolder.ignored_file")}
+    assert details == {"dog_extra": "a JPEG image without an extension: the file is skipped",
+                       "dog_big.jpg_large": "a JPEG image named .jpg_large: the file is skipped"}
+
+
+def kaggle_tree(root: Path, splits=("train", "val")) -> Path:
+    """train/ and val/ with class folders, test/ of unlabelled images (Kaggle's layout)."""
+    imagefolder_dataset(root, splits=splits)
+    for i in range(3):
+        make_image(root / "test" / f"{i}.jpg", 3000 + i)
+    return root
+
+
+def test_unlabelled_test_folder_beside_train_and_val_is_noted(tmp_path):
+    result = inspect(kaggle_tree(tmp_path))
+    assert result["issues"] == {}
+    assert result["splits"]["test"]["unlabelled"] == 3
+    assert result["splits"]["test"]["classes"] == []
+
+
+def test_unlabelled_test_folder_without_a_val_split_still_fails(tmp_path):
+    """With no val/, ultralytics validates on test/: its missing classes then matter."""
+    result = inspect(kaggle_tree(tmp_path, splits=("train",)))
+    assert examples(result, "imagefolder.no_class_folders")[0]["split"] == "test"

@@ -18,8 +18,10 @@ from cvdoctor.data.hashing import ContentIndex
 from cvdoctor.data.issues import Issues
 from cvdoctor.data.progress import ProgressFn, Stage
 from cvdoctor.data.stats import DEFAULT_SAMPLE, Reservoir, channel_stats
+from cvdoctor.text import plural
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
+VAL_NAMES = ("val", "valid", "validation")
 
 
 def find_splits(root: str) -> dict[str, str]:
@@ -51,10 +53,11 @@ def scan(root: str, *, deep: bool = False, progress: ProgressFn | None = None,
     reservoir = Reservoir(sample)
     stage = Stage(progress, "image headers", None)
     splits: dict[str, Any] = {}
+    unlabelled_ok = _unlabelled_test_ok(splits_dirs)
     for split, folder in splits_dirs.items():
         splits[split] = _scan_split(split, folder, issues, index, stage,
                                     reservoir if not splits or split.lower() == "train" else None,
-                                    broken)
+                                    broken, unlabelled_ok=unlabelled_ok and split.lower() == "test")
     stage.close()
     _compare_classes(splits, issues)
     hash_stage = Stage(progress, "hashing same-size images", index.candidates())
@@ -82,6 +85,15 @@ def scan(root: str, *, deep: bool = False, progress: ProgressFn | None = None,
             "decoded": decoded, "issues": issues.to_dict()}
 
 
+def _unlabelled_test_ok(splits_dirs: dict[str, str]) -> bool:
+    """A test/ without class folders is the unlabelled test set of many Kaggle datasets: fine
+    while train and a validation split have classes (nothing then reads test/ as ImageFolder;
+    without a val split, ultralytics would validate on it)."""
+    named = {s.lower(): f for s, f in splits_dirs.items()}
+    return bool(_safe_classes(named.get("train", ""))) and \
+        any(_safe_classes(named[v]) for v in VAL_NAMES if v in named)
+
+
 def _safe_classes(folder: str) -> list[tuple[str, str]]:
     try:
         return class_folders(folder)
@@ -90,7 +102,8 @@ def _safe_classes(folder: str) -> list[tuple[str, str]]:
 
 
 def _scan_split(split: str, folder: str, issues: Issues, index: ContentIndex, stage: Stage,
-                reservoir: Reservoir | None, broken: set[str]) -> dict[str, Any]:
+                reservoir: Reservoir | None, broken: set[str],
+                unlabelled_ok: bool = False) -> dict[str, Any]:
     try:
         classes = class_folders(folder)
     except OSError as exc:
@@ -101,9 +114,13 @@ def _scan_split(split: str, folder: str, issues: Issues, index: ContentIndex, st
     if not classes:
         loose = sum(1 for e in walk.iter_files(folder, Issues())
                     if e.path.lower().endswith(images.TORCHVISION_EXTENSIONS))
+        if unlabelled_ok:  # nothing measures on images without labels: no leakage to look for
+            result["unlabelled"] = loose
+            return result
         issues.add("imagefolder.no_class_folders", folder, split=split,
                    detail=f"Couldn't find any class folder in {folder} "
-                          f"({loose} images lie there directly)", images=loose)
+                          f"({plural(loose, 'image')} {'lies' if loose == 1 else 'lie'} there "
+                          "directly)", images=loose)
         return result
     modes: Counter = Counter()
     formats: Counter = Counter()
@@ -115,9 +132,13 @@ def _scan_split(split: str, folder: str, issues: Issues, index: ContentIndex, st
         n = 0
         for entry in walk.iter_files(cpath, issues):
             if not entry.path.lower().endswith(images.TORCHVISION_EXTENSIONS):
-                issues.add("imagefolder.ignored_file", entry.path, split=split,
-                           detail=f"{os.path.splitext(entry.path)[1] or 'no extension'} is not "
-                                  "an ImageFolder image extension: the file is skipped")
+                kind, what = images.skipped_kind(entry.path)
+                if kind == "image":
+                    issues.add("imagefolder.ignored_file", entry.path, split=split,
+                               detail=(what or f".{images.suffix(entry.path)} is not an "
+                                       "ImageFolder image extension") + ": the file is skipped")
+                elif kind == "other":  # a README or a CSV: noted, not warned about
+                    issues.add("imagefolder.other_file", entry.path, split=split)
                 continue
             n += 1
             stage.step()

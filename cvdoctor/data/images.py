@@ -24,6 +24,24 @@ YOLO_PIL_FORMATS = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg
 # torchvision.datasets.folder.IMG_EXTENSIONS (matched with str.lower().endswith)
 TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff",
                           ".webp")
+# Image formats by suffix, loadable or not: a file with one of these that the loader skips is an
+# image left out of the dataset (a .gif, .jfif, .heic): worth a warning.
+ANY_IMAGE_SUFFIXES = frozenset({
+    "apng", "arw", "avif", "bmp", "cr2", "cr3", "dib", "dng", "exr", "gif", "hdr", "heic", "heif",
+    "ico", "j2k", "jfif", "jp2", "jpe", "jpeg", "jpg", "jpx", "jxl", "mpo", "nef", "orf", "pbm",
+    "pcx", "pgm", "pjp", "pjpeg", "png", "pnm", "ppm", "psd", "raf", "raw", "rw2", "svg", "tga",
+    "tif", "tiff", "webp"})
+# Files that operating systems and file managers leave in folders: nobody put them there as data
+# and every loader skips them, so they are never reported.
+OS_METADATA = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "ehthumbs_vista.db",
+                         "desktop.ini", ".directory", ".localized", "icon\r"})
+# Side files that are plainly not images: their content is not sniffed.
+TEXT_SUFFIXES = frozenset({"txt", "csv", "tsv", "json", "jsonl", "xml", "yaml", "yml", "md", "log",
+                           "cache", "npy", "npz", "zip", "tar", "gz", "pdf", "html", "py",
+                           "ipynb", "db", "ini"})
+# First bytes of image files (for a name without an image suffix).
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
+                (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 MIN_SIDE = 10  # ultralytics: "image size (h, w) <10 pixels"
 ORIENTATION = 0x0112  # EXIF tag 274
 JPEG_EOI = b"\xff\xd9"
@@ -95,6 +113,33 @@ def pil_open(fp: Any) -> Image.Image:
 
 def suffix(path: str) -> str:
     return path.rpartition(".")[2].lower() if "." in os.path.basename(path) else ""
+
+
+def skipped_kind(path: str) -> tuple[str, str]:
+    """What a file that the loader skips for its name is: ('metadata', '') for OS and hidden
+    files (never worth a word), ('image', '') for an image suffix the loader does not list,
+    ('image', 'a PNG image without an extension') for image content under another name, and
+    ('other', '') for anything else (a README, a CSV: skipping it is harmless)."""
+    name = os.path.basename(path)
+    if name.startswith(".") or name.lower() in OS_METADATA:
+        return "metadata", ""
+    suf = suffix(path)
+    if suf in ANY_IMAGE_SUFFIXES:
+        return "image", ""
+    if suf in TEXT_SUFFIXES:
+        return "other", ""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return "other", ""
+    fmt = next((f for magic, f in _IMAGE_MAGIC if head.startswith(magic)), None)
+    if fmt is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        fmt = "WebP"
+    if fmt:
+        named = f"named .{suf}" if suf else "without an extension"
+        return "image", f"a {fmt} image {named}"
+    return "other", ""
 
 
 def _sniff(head: bytes) -> str | None:

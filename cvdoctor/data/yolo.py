@@ -17,9 +17,8 @@ from cvdoctor.data.hashing import ContentIndex
 from cvdoctor.data.issues import Issues
 from cvdoctor.data.progress import ProgressFn, Stage
 from cvdoctor.data.yolo_rows import TASKS, RowChecker
+from cvdoctor.text import plural
 
-SIDE_FILES = {"txt", "cache", "json", "xml", "yaml", "yml", "csv", "md", "npy", "ds_store",
-              "db", "ini", "zip", "log"}
 LABEL_DIR = "labels"
 
 
@@ -46,9 +45,11 @@ def _list_images(spec: str, split: str, issues: Issues) -> Iterator[walk.FileEnt
             suf = images.suffix(entry.path)
             if suf in images.YOLO_SUFFIXES:
                 yield entry
-            elif suf and suf not in SIDE_FILES and "." in os.path.basename(entry.path):
+                continue
+            kind, what = images.skipped_kind(entry.path)
+            if kind == "image":  # other files (a README, labels beside images) are harmless
                 issues.add("image.ignored_suffix", entry.path, split=split,
-                           detail=f".{suf} is not an image suffix ultralytics lists")
+                           detail=what or f".{suf} is not an image suffix ultralytics lists")
         return
     try:
         text = walk.read_text(spec)
@@ -114,7 +115,8 @@ def scan(yaml_path: str, *, task: str | None = None, num_classes: int | None = N
     if num_classes is not None:
         if nc is not None and nc != num_classes:
             issues.add("yaml.nc_option_mismatch", meta["yaml"],
-                       detail=f"data.yaml has {nc} classes, --num-classes says {num_classes}")
+                       detail=f"data.yaml has {plural(nc, 'class', 'classes')}, --num-classes "
+                              f"says {num_classes}")
         nc = nc if nc is not None else num_classes
     row_task = task if kpt is not None or task != "pose" else "detect"
 
