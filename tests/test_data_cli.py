@@ -32,8 +32,37 @@ def findings(report: dict, check: str) -> list[dict]:
 
 # --- healthy sets: every check passes or says why it does not apply ----------------------------
 
+def roboflow_export(p):
+    """Roboflow's layout: data.yaml beside train/ valid/ (test/ not exported), splits relative
+    to the yaml with a leading ../ (ultralytics drops it when nothing is there)."""
+    yolo_dataset(p / "src")
+    for split, name in (("train", "train"), ("val", "valid")):
+        (p / name).mkdir()
+        (p / "src" / "images" / split).rename(p / name / "images")
+        (p / "src" / "labels" / split).rename(p / name / "labels")
+    (p / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\n"
+                                 "test: ../test/images\nnc: 3\nnames: ['c0', 'c1', 'c2']\n"
+                                 "roboflow:\n  workspace: x\n  version: 1\n")
+    return p / "data.yaml"
+
+
+def kaggle_tree(p):
+    """train/ and val/ class folders, an unlabelled test/, and what people's machines add."""
+    root = imagefolder_dataset(p)
+    for i in range(2):
+        make_image(root / "test" / f"{i}.jpg", 900 + i)
+    for folder in (root, root / "train", root / "train" / "cat", root / "test"):
+        for name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+            (folder / name).write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "README.txt").write_text("from kaggle\n")
+    (root / "train" / "dog" / "source.txt").write_text("scraped\n")
+    return root
+
+
 HEALTHY = [
     ("detect", lambda p: yolo_dataset(p, "detect") / "data.yaml", []),
+    ("roboflow-no-test", roboflow_export, []),
+    ("kaggle-imagefolder", kaggle_tree, []),
     ("segment", lambda p: yolo_dataset(p, "segment") / "data.yaml", ["--task", "segment"]),
     ("pose", lambda p: yolo_dataset(p, "pose"), []),
     ("obb", lambda p: yolo_dataset(p, "obb") / "data.yaml", ["--task", "obb"]),
@@ -52,6 +81,59 @@ def test_healthy_sets_pass(tmp_path, name, build, args):
     assert code == 0 and bad == []
     assert report["schema_version"] and report["command"] == "data"
     assert all(f["message"] for f in report["findings"] if f["status"] == "skip")
+
+
+def test_missing_test_split_is_said_in_the_passing_message(tmp_path):
+    code, report = run_json(roboflow_export(tmp_path))
+    (f,) = findings(report, "data.yaml")
+    assert code == 0 and f["status"] == "pass"
+    assert "test -> test/images (does not exist: only `yolo val split=test` reads it)" in \
+        f["message"]
+
+
+def test_unlabelled_test_and_side_files_are_notes_not_warnings(tmp_path):
+    code, report = run_json(kaggle_tree(tmp_path))
+    (folder,) = findings(report, "data.imagefolder")
+    assert "test: 2 images and no class folders, so ImageFolder cannot read labels" in \
+        folder["message"]
+    (images,) = findings(report, "data.images")
+    assert "1 other file (not images) left out by ImageFolder: train/dog/source.txt" in \
+        images["message"]
+    assert not any(x in json.dumps(report) for x in ("DS_Store", "Thumbs", "desktop.ini"))
+
+
+UNRESOLVED = {"data.files", "data.labels", "data.label_format", "data.class_ids",
+              "data.coordinates", "data.images", "data.duplicates", "data.classes", "data.cache"}
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"train": "nope/train", "val": "nope/val"}, "no split of data.yaml resolves"),
+    ({"train": "empty", "val": "empty"}, "the splits list no images"),
+])
+def test_checks_with_nothing_to_look_at_skip_saying_why(tmp_path, changes, reason):
+    """No split resolved (or none holds an image): data.yaml fails, and the checks that would
+    look at files skip instead of passing with '0 label rows checked'."""
+    root = yolo_dataset(tmp_path)
+    (root / "empty").mkdir()
+    _yaml(root, **changes)
+    code, report = run_json(root)
+    assert code == 1 and findings(report, "data.yaml")[0]["status"] == "fail"
+    by_check = {f["check"]: f for f in report["findings"]}
+    for check in UNRESOLVED - ({"data.files"} if "empty" in changes["train"] else set()):
+        assert by_check[check]["status"] == "skip", by_check[check]
+        assert by_check[check]["message"], check
+    for check in ("data.labels", "data.label_format", "data.images", "data.duplicates"):
+        assert reason in by_check[check]["message"], by_check[check]
+
+
+def test_label_rows_checks_skip_when_every_label_file_is_empty(tmp_path):
+    root = yolo_dataset(tmp_path)
+    for lbl in (root / "labels").rglob("*.txt"):
+        lbl.write_text("")
+    code, report = run_json(root)
+    for check in ("data.label_format", "data.class_ids", "data.coordinates"):
+        (f,) = findings(report, check)
+        assert f["status"] == "skip" and "the 8 label files hold no rows" in f["message"]
 
 
 def test_text_report_names_relative_files_and_the_recipe(tmp_path):
@@ -303,9 +385,51 @@ def dup_in_train(p):
     return root
 
 
+def mixed_rows_detect(p):
+    return _label(yolo_dataset(p), "im000", "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.2 0.4\n")
+
+
+def empty_train(p):
+    root = yolo_dataset(p)
+    (root / "images" / "none").mkdir()
+    _yaml(root, train="images/none")
+    return root
+
+
+def names_nested(p):
+    root = yolo_dataset(p)
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\n"
+                                    "names: [[c0, c1], c1, c2]\n")
+    return root
+
+
+def image_without_extension(p):
+    root = imagefolder_dataset(p)
+    make_image(root / "train" / "cat" / "download", 5, fmt="JPEG")
+    return root
+
+
+def fifo_and_device(p):
+    root = yolo_dataset(p)
+    os.symlink("/dev/null", root / "images" / "train" / "a_null.jpg")
+    os.mkfifo(root / "images" / "train" / "b_pipe.jpg")
+    return root
+
+
 BROKEN = [
     # (builder, extra args, check, status, recipe, text the message must contain)
-    (fifo_in_images, [], "data.files", "fail", "dataset-special-files", "pipe.jpg"),
+    (fifo_and_device, [], "data.files", "fail", "dataset-special-files",
+     "images/train/b_pipe.jpg (a FIFO (named pipe))"),
+    (mixed_rows_detect, [], "data.label_format", "fail", "yolo-label-format",
+     "labels mix segment and detection rows"),
+    (empty_train, [], "data.yaml", "fail", "yolo-dataset-path",
+     "'train:' -> images/none lists no images"),
+    (names_nested, [], "data.yaml", "fail", "yolo-data-yaml",
+     "names[0] is a list (['c0', 'c1']), not a class name"),
+    (image_without_extension, [], "data.images", "warn", "dataset-ignored-files",
+     "a JPEG image without an extension"),
+    (fifo_in_images, [], "data.files", "fail", "dataset-special-files",
+     "1 FIFO (named pipe): images/train/pipe.jpg"),
     (broken_link, [], "data.files", "warn", "dataset-special-files", "gone.jpg"),
     (nc_mismatch, [], "data.yaml", "fail", "yolo-data-yaml", "'nc: 5' must match"),
     (lambda p: yolo_dataset(p), ["--num-classes", "4"], "data.yaml", "warn", "yolo-data-yaml",
@@ -403,6 +527,9 @@ def test_deep_run_changes_nothing_and_finds_what_headers_miss(tmp_path):
     (lambda p: (p / "notes.txt").write_text("x") and p / "notes.txt", "not a data.yaml"),
     (lambda p: (p / "empty").mkdir() or p / "empty", "nothing recognizable"),
     (lambda p: os.mkfifo(p / "pipe.yaml") or p / "pipe.yaml", "FIFO"),
+    (lambda p: (p / "x.yaml").write_text("a: &a [x, x]\nb: &b [*a, *a]\nnames: *b\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{prev}'] * 64)}]\n" for prev, c in zip("bcdef", "cdefg")))
+     and p / "x.yaml", "alias bomb"),
 ])
 def test_bad_targets_exit_2_with_one_line(tmp_path, make, needle):
     target = make(tmp_path)

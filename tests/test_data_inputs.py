@@ -258,3 +258,82 @@ def test_a_process_wide_image_open_patch_is_bypassed(tmp_path, monkeypatch):
         result = inspect_dataset(str(root))
         assert examples(result, "image.unreadable")[0]["file"].endswith("junk.jpg")
         assert result["stats"]["images"] > 0 and fake.calls == []
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{a}: &{a} [{', '.join([f'*{p}'] * 9)}]\n" for p, a in zip("abcdefgh", "bcdefghi"))
+
+
+def bomb_yaml(levels_in_names: str) -> str:
+    """A YAML alias bomb (9 levels of 9 aliases: 387 million 'x' once expanded) with `names:`
+    pointing at one of its levels."""
+    return BOMB + f"train: images/train\nval: images/val\nnames: *{levels_in_names}\n"
+
+
+def test_alias_bomb_is_one_line_in_bounded_time(tmp_path, deadline):
+    (tmp_path / "data.yaml").write_text(bomb_yaml("i"))
+    with pytest.raises(DatasetError) as exc:
+        inspect_dataset(str(tmp_path / "data.yaml"))
+    assert "alias bomb" in one_line(exc)
+
+
+def test_alias_bomb_small_enough_to_read_is_a_names_problem(tmp_path, deadline):
+    """Aliases that expand to less than the limit: names whose entries are lists, said in one
+    short line; nothing stringifies the nested lists."""
+    root = yolo_dataset(tmp_path)
+    text = "".join(ln + "\n" for ln in BOMB.splitlines()[:5])  # a..e: 9**5 'x' under names
+    (root / "data.yaml").write_text(text + "train: images/train\nval: images/val\nnames: *e\n")
+    result = inspect_dataset(str(root / "data.yaml"))
+    detail = examples(result, "yaml.names_not_scalar")[0]["detail"]
+    assert detail.startswith("names[0] is a list") and "(9 such entries)" in detail
+    assert len(detail) < 200
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("train: a\nval: b\nnames: &n [x, *n]\n", "contain itself"),
+    ("train: a\nval: b\nnames: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("train: a\nval: b\nnc: " + "1" * 5000 + "\n", "digits"),
+    ("train: a\nval: b\nnames: [" + ", ".join(["*s"] * 400) + "]\ns: &s " + "x" * 50000 + "\n",
+     "not valid YAML"),  # an alias used before its anchor
+    ("s: &s " + "x" * 50000 + "\ntrain: a\nval: b\nnames: [" + ", ".join(["*s"] * 400) + "]\n",
+     "alias bomb"),  # 400 x 50,000 characters
+])
+def test_yaml_that_would_hang_or_crash_is_one_line(tmp_path, deadline, text, needle):
+    (tmp_path / "data.yaml").write_text(text)
+    with pytest.raises(DatasetError) as exc:
+        inspect_dataset(str(tmp_path / "data.yaml"))
+    assert needle in one_line(exc)
+
+
+def test_alias_bomb_through_the_command_line_in_bounded_memory(tmp_path):
+    """The whole command, in a process limited to 1 GiB of address space and 60 s: exit 2 and
+    one line (it used to take over a minute and 1.9 GB)."""
+    import resource
+    import subprocess
+    (tmp_path / "data.yaml").write_text(bomb_yaml("i"))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    cli = "from cvdoctor.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", cli, "data", str(tmp_path / "data.yaml")],
+                          capture_output=True, text=True, timeout=60, preexec_fn=limit)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "alias bomb" in lines[0]
+
+
+def test_special_files_of_two_kinds_are_each_named(tmp_path, deadline):
+    """A FIFO is called a FIFO even when a device link comes first."""
+    from cvdoctor.data import wording
+    root = yolo_dataset(tmp_path)
+    os.symlink("/dev/null", root / "images" / "train" / "a_null.jpg")
+    os.mkfifo(root / "images" / "train" / "b_pipe.jpg")
+    result = inspect_dataset(str(root))
+    assert result["issues"]["fs.special"]["tally"] == {"a character device": 1,
+                                                       "a FIFO (named pipe)": 1}
+    text = wording.special_files(result)
+    assert "a_null.jpg (a character device)" in text and "b_pipe.jpg (a FIFO" in text
+    os.unlink(root / "images" / "train" / "a_null.jpg")
+    text = wording.special_files(inspect_dataset(str(root)))
+    assert text == "1 FIFO (named pipe): images/train/b_pipe.jpg"

@@ -46,6 +46,9 @@ FIRST = [
                           "found ⚠️, missing path 'D:\\Program\\datasets\\bvn\\images\\val'"),
     ("yolo-dataset-path", "Dataset 'coco.yaml' images not found ⚠️, missing path "
                           "'/home/deep/yolov12/datasets/coco/val2017.txt'"),
+    ("yolo-dataset-path", "FileNotFoundError: train: Error loading data from /content/ds/images/train\n"
+                          "AssertionError: train: No images found in /content/ds/images/train. Supported "
+                          "formats are:\nimages: {'bmp', 'jpg', 'png'}"),
     ("yolo-class-out-of-range", f"train: {W}/data/plates/images/train/9.jpg: ignoring corrupt image/label: Label "
                                 "class 15 exceeds dataset class count 1. Possible class labels are 0-0"),
     ("yolo-class-out-of-range", "train: WARNING  C:\\YOLO\\train\\images\\Screenshot_12.png: ignoring corrupt "

@@ -243,11 +243,71 @@ def rewrite_yaml(root: Path, **changes) -> None:
     ({"val": None}, "yaml.missing_key"),
     ({"val": "images/nope"}, "yaml.split_missing"),
     ({"names": "a,b"}, "yaml.bad_type"),
+    ({"names": [["a", "b"], "c", "d"]}, "yaml.names_not_scalar"),
+    ({"names": ["a", None, "c"]}, "yaml.names_not_scalar"),
+    ({"names": {0: "a", 1: {"x": 1}, 2: "c"}}, "yaml.names_not_scalar"),
+    ({"val": ["images/val", 7]}, "yaml.bad_type"),
+    ({"nc": 10 ** 12, "names": None}, "yaml.nc_not_int"),
+    ({"nc": -2, "names": None}, "yaml.nc_not_int"),
 ])
 def test_yaml_problems(tmp_path, changes, code):
     root = yolo_dataset(tmp_path)
     rewrite_yaml(root, **changes)
     assert code in codes(inspect(root))
+
+
+def test_names_that_are_numbers_are_names(tmp_path):
+    root = yolo_dataset(tmp_path)
+    rewrite_yaml(root, names=[1, 2.5, "c"])
+    result = inspect(root)
+    assert result["issues"] == {} and result["names"] == ["1", "2.5", "c"]
+
+
+def test_a_name_that_is_a_list_is_said_without_stringifying_it(tmp_path):
+    root = yolo_dataset(tmp_path)
+    rewrite_yaml(root, names=[list(range(1000)), "b", "c"])
+    result = inspect(root)
+    detail = examples(result, "yaml.names_not_scalar")[0]["detail"]
+    assert detail.startswith("names[0] is a list ([0, 1, 2, 3, ...])") and len(detail) < 120
+    assert result["nc"] == 3  # the other checks still know the class count
+
+
+def test_missing_test_split_is_noted_not_reported(tmp_path):
+    """A Roboflow export: test: ../test/images with no test folder. ultralytics requires val
+    (and train to train); test is read by `yolo val split=test` alone."""
+    root = yolo_dataset(tmp_path)
+    rewrite_yaml(root, test="../test/images")
+    result = inspect(root)
+    assert result["issues"] == {}
+    assert result["yaml"]["splits"]["test"]["missing"] == [str(root / "test" / "images")]
+    assert "test" not in result["splits"]
+
+
+def test_empty_train_or_val_fails_an_empty_test_does_not(tmp_path):
+    root = yolo_dataset(tmp_path)
+    (root / "images" / "empty").mkdir()
+    rewrite_yaml(root, test="images/empty")
+    assert inspect(root)["issues"] == {}
+    rewrite_yaml(root, val="images/empty")
+    ex = examples(inspect(root), "yaml.split_empty")[0]
+    assert ex["split"] == "val" and "No images found" in ex["detail"]
+
+
+def test_os_and_side_files_in_image_folders_are_not_reported(tmp_path):
+    """ultralytics lists images by suffix: Thumbs.db, desktop.ini, a README are skipped without
+    harm (hidden files it never lists at all)."""
+    root = yolo_dataset(tmp_path)
+    train = root / "images" / "train"
+    for name in ("Thumbs.db", "desktop.ini", ".DS_Store", "README.txt", "notes.pdf"):
+        (train / name).write_bytes(b"\x00\x01 not an image")
+    assert inspect(root)["issues"] == {}
+
+
+def test_an_image_without_an_image_suffix_is_reported(tmp_path):
+    root = yolo_dataset(tmp_path)
+    make_image(root / "images" / "train" / "photo", 5, fmt="PNG")
+    ex = examples(inspect(root), "image.ignored_suffix")[0]
+    assert ex["file"].endswith("photo") and ex["detail"] == "a PNG image without an extension"
 
 
 def test_names_dict_form_and_nc_agreeing(tmp_path):

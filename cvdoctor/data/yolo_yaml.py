@@ -100,7 +100,7 @@ def expanded_size(value: Any, limit: int) -> int:
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
 _SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 4
-_SHORT.maxlevel = 2
+_SHORT.maxlevel = 1
 
 
 def short(value: Any) -> str:
