@@ -149,7 +149,8 @@ def check_masks(ctx):
                                 w.evidence(ds, "mask.binary_0_255")))
     values = ds.get("values") or []
     shown = f"{values[0]}-{values[-1]}" if len(values) > 1 else ", ".join(map(str, values))
-    ok = f"{ds['masks']:,} masks for {ds['images']:,} images; values {shown or 'none'}"
+    ok = (f"{plural(ds['masks'], 'mask')} for {plural(ds['images'], 'image')}; "
+          f"values {shown or 'none'}")
     if w.count(ds, "mask.ignore_255"):
         ok += (f"; 255 in {w.issue(ds, 'mask.ignore_255')['examples'][0].get('masks', 0):,} "
                "masks is taken as the ignore index: use CrossEntropyLoss(ignore_index=255)")

@@ -18,6 +18,7 @@ from cvdoctor.data import deep as deep_mod, images, walk
 from cvdoctor.data.issues import Issues
 from cvdoctor.data.images import pil_open
 from cvdoctor.data.progress import ProgressFn, Stage
+from cvdoctor.text import plural
 
 PAIRS = (("images", "masks"), ("images", "mask"), ("images", "annotations"),
          ("JPEGImages", "SegmentationClass"))
@@ -165,8 +166,9 @@ def scan(root: str, *, num_classes: int | None = None, deep: bool = False,
                    detail="every mask holds only 0 and 255: a 0/255 binary mask, not class ids")
     elif masks_with_255:
         issues.add("mask.ignore_255", mask_dir,
-                   detail=f"{masks_with_255} masks use 255: read as the ignore index "
-                          "(CrossEntropyLoss(ignore_index=255))", masks=masks_with_255)
+                   detail=f"{plural(masks_with_255, 'mask')} "
+                          f"{'uses' if masks_with_255 == 1 else 'use'} 255: read as the ignore "
+                          "index (CrossEntropyLoss(ignore_index=255))", masks=masks_with_255)
     decoded = 0
     if deep:
         dstage = Stage(progress, "decoding every image", counts["images"] - len(broken),
