@@ -65,6 +65,8 @@ def healthy(tmp_path_factory):
         mp.chdir(work)
         mp.setenv("YOLO_CONFIG_DIR", str(root / "ultralytics-config"))
         mp.setenv("CVDOCTOR_YOLO_STRICT_SOCKETS", "1")
+        (root / "tmp").mkdir()
+        mp.setenv("TMPDIR", str(root / "tmp"))  # the probe's copies must not outlive it
         data = make_dataset(root / "ds", names=("cat", "dög"))
         before = snapshot(root / "ds")
         report, probe = run_api("ultralytics:yolov8n.yaml", data=str(data), imgsz=64)
@@ -94,6 +96,9 @@ def test_healthy_one_step_contained(healthy):
     # the dataset is byte-for-byte unchanged (no labels/*.cache), and no runs/ appeared
     assert after == before and not [k for k in after if k.endswith(".cache")]
     assert not list(work.iterdir())
+    # its temporary copy of the images, caches and runs/ is gone (it used to stay: the write
+    # guard refused shutil.rmtree's unlinks relative to a directory descriptor)
+    assert not list((work.parent / "tmp").iterdir())
 
 
 def _recorded_machine() -> dict:

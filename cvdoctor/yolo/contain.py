@@ -149,7 +149,7 @@ class Containment:
             else:
                 setattr(socket, name, lookup(name))
 
-    def _allowed_path(self, path: Any) -> bool:
+    def _allowed_path(self, path: Any, dir_fd: int | None = None) -> bool:
         try:
             p = Path(os.fsdecode(path)) if not isinstance(path, int) else None
         except TypeError:
@@ -157,7 +157,10 @@ class Containment:
         if p is None:
             return True  # a file descriptor: opened earlier, judged then
         try:
-            resolved = (p if p.is_absolute() else Path.cwd() / p).resolve()
+            # relative to dir_fd when given (shutil.rmtree unlinks that way), else to the cwd
+            base = Path(os.readlink(f"/proc/self/fd/{dir_fd}")) if dir_fd is not None \
+                else Path.cwd()
+            resolved = (p if p.is_absolute() else base / p).resolve()
         except (OSError, RuntimeError):
             return False
         return any(resolved == root or root in resolved.parents for root in self.allowed) or \
@@ -181,7 +184,7 @@ class Containment:
 
         def removal(name: str, real):
             def guarded(path, *args, **kwargs):
-                if not guard._allowed_path(path):
+                if not guard._allowed_path(path, kwargs.get("dir_fd")):
                     guard.writes.append({"path": os.fsdecode(path), "mode": name,
                                          "caller": guard._caller()})
                     raise PermissionError(f"cvdoctor keeps your files unchanged: {name}({path!r}) "
