@@ -312,13 +312,17 @@ def test_memory_on_this_machine():
 ])
 def test_finetune_encoder_frozen(work, freeze, params, encode, expected, words):
     write_finetune(work / "finetune.py", freeze, params, encode)
-    report = run("finetune.py", "--select", "model.sam_finetune,model.forward,model.optimizer")
+    report = run("finetune.py", "--select",
+                 "model.sam_finetune,model.forward,model.optimizer,model.data")
     got = statuses(report)
     assert got["model.sam_finetune"] == [expected], findings(report)["model.sam_finetune"]
     assert words in findings(report)["model.sam_finetune"][0]["message"]
     # a fine-tuning set-up is an ordinary model set-up too: the usual checks run on it (and
     # model.optimizer says the trainable encoder is missing from the optimizer)
     assert got["model.forward"] == [("pass", None)]
+    # 0-255 images are what SAM wants: its training_step normalizes them (model.preprocess)
+    # before the first conv, which is where model.data looks (it used to fail them as raw)
+    assert got["model.data"] == [("pass", None)], findings(report)["model.data"]
     assert got["model.optimizer"][0][1] == ("optimizer-missing-params"
                                             if "does not hold" in words else None)
 

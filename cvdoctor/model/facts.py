@@ -304,10 +304,13 @@ def first_conv(ctx) -> ConvProbe | None:
                if isinstance(m, nn.modules.conv._ConvNd)]
     if not handles:
         return None
-    inputs, _ = ctx.batch()
+    inputs, targets = ctx.batch()
     try:
         with rng_guard(ctx.seed), torch.no_grad():
-            call_model(model, inputs)
+            if ctx.spec.training_step is not None:  # its own way in (SAM: model.preprocess)
+                ctx.spec.training_step(model, (inputs, targets))
+            else:
+                call_model(model, inputs)
     except _Reached:
         pass
     except Exception:  # noqa: BLE001 - a broken forward is model.forward's finding
