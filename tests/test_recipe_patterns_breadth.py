@@ -410,7 +410,8 @@ FIRST = [
      "huggingface/hub/models--timm--resnet18.a1_in1k'"),
     ("hub-cache-unwritable", "PermissionError: [Errno 13] Permission denied: '/home/ci/.torch/"
      "models'"),
-    ("gpu-probe-failed", "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"),
+    # an asynchronous kernel failure, not a library-path problem: its own recipe now
+    ("cudnn-execution-failed", "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"),
     ("gpu-probe-failed", "RuntimeError: CuDNN error: CUDNN_STATUS_MAPPING_ERROR"),
     ("gpu-arch-unsupported", "THCudaCheck FAIL file=/pytorch/aten/src/THC/generic/THCTensorMath.cu "
      "line=15 error=8 : invalid device function"),
