@@ -244,8 +244,8 @@ def _dtype_pair(text: str) -> tuple[str, str, str] | None:
          r"type\s+\((?:torch\.)?(?:cuda\.)?(?:CUDA|CPU|MPS)?(\w+?)(?:Tensor|Type)\)", "weights"),
         (r"Input type \(([\w: ]+?)\) and (bias|weight) type \(([\w: ]+?)\)", None),
         (r"mat1 and mat2 must have the same dtype, but got (\w+) and (\w+)", "weights"),
-        (r"expected (?:mat1 and mat2|m1 and m2) to have the same dtype, but got: (\w+) != (\w+)",
-         "weights"),
+        (r"expected (?:mat1 and mat2|m1 and m2) to have the same dtype, but got: "
+         r"([\w:]+) != ([\w:]+)", "weights"),  # c10::Half, c10::BFloat16
         (r"but type torch\.(?:cuda\.)?(\w+)Tensor does not equal torch\.(?:cuda\.)?(\w+)Tensor",
          "weights"),
         (r"Found dtype (\w+) but expected (\w+)", "loss"),

@@ -84,6 +84,8 @@ def test_without_facts_the_recipes_own_fix_is_the_answer():
      "torch.autocast"),
     ("RuntimeError: mat1 and mat2 must have the same dtype, but got Double and Float",
      "dtype-mismatch", "the input is float64, the weights float32", "x.float()"),
+    ("RuntimeError: expected mat1 and mat2 to have the same dtype, but got: float != c10::Half",
+     "dtype-mismatch", "the input is float32, the weights float16", "torch.autocast"),
     ("RuntimeError: Found dtype Long but expected Float", "dtype-mismatch",
      "the target is int64 but the loss computes in float32", "target.float()"),
     ("RuntimeError: expected backend CUDA and dtype Float but got backend CUDA and dtype Long",
