@@ -111,6 +111,14 @@ def _diagnose(ctx, task: Task, base):
     if main.verdict == "stalled":
         return _stalled_finding(task, main, ev, rerun)
     # unclear: ran out of time with some but not enough movement
+    if not budgeted and main.progress > 0:
+        # The default cap is wall time: a slow model or a busy machine ends the run before any
+        # verdict, while the loss goes down. Not being asked for a long run, say so without an
+        # alarm; with --budget the user asked for the time, and a run still undecided warns.
+        return skipped(TITLE, f"not judged: the default {MAIN_CAP_S:g} s cap ended the run "
+                              f"before a verdict (a slow model or a busy machine), while the "
+                              f"loss went down: {main.summary(task)}; --budget 30 (or "
+                              f"check_model(..., budget=30)) trains until it can tell", **ev)
     why = (f"the --budget ({ctx.budget_s:g} s)" if budgeted
            else f"the default {MAIN_CAP_S:g} s cap")
     return warned(TITLE, f"no verdict before {why} ran out: {main.summary(task)}; "

@@ -205,6 +205,25 @@ def test_tiny_budget_warns_and_never_fails():
     assert (f.status, f.recipe) == ("warn", "overfit-budget-exhausted"), f.message
 
 
+def test_a_slow_machine_without_budget_is_not_judged_rather_than_warned(monkeypatch):
+    """The default cap is wall time: on a busy machine a healthy model ends it before a verdict
+    while its loss goes down. Without --budget that is a skip saying so, not a warning (audits
+    saw the bundled healthy example warn under load)."""
+    import sys
+
+    import cvdoctor.model.overfit as overfit_module
+    from cvdoctor.registry import get_check
+
+    check_module = sys.modules[get_check("model.overfit_batch").func.__module__]
+
+    monkeypatch.setattr(check_module, "MAIN_CAP_S", 0.02)  # as if every step were 50x slower
+    monkeypatch.setattr(overfit_module, "HARD_CAP_FACTOR", 1)
+    torch.manual_seed(0)
+    f = overfit(SmallCNN(), budget=None)
+    assert f.status == "skip" and "not judged" in f.message and "--budget" in f.message, \
+        (f.status, f.message)
+
+
 @pytest.mark.parametrize("budget", [0.2, 0.5])
 def test_short_budget_on_a_broken_setup_does_not_fail_for_want_of_time(budget):
     torch.manual_seed(0)
