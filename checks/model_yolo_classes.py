@@ -51,6 +51,15 @@ def check(ctx):
         return failed(TITLE, f"ultralytics refuses {data.get('yaml')}: {error_text(err)}",
                       f"Fix the data.yaml as `cvdoctor explain {recipe}` shows; `cvdoctor data "
                       f"{data.get('yaml')}` lists every problem.", recipe, error=err["message"])
+    if data.get("no_images"):  # ultralytics stops on it when the trainer builds its dataset
+        train = data.get("train")
+        shown = ", ".join(train) if isinstance(train, list) else str(train)
+        return failed(TITLE, f"the training split of {data.get('yaml')} lists no images "
+                             f"({shown}): ultralytics stops with 'No images found' when training "
+                             "starts",
+                      "Point train: at a folder (or .txt list) of images, relative to path: in "
+                      f"the data.yaml; `cvdoctor data {data.get('yaml')}` shows where each split "
+                      "resolves.", DATA_PATH, train=train)
     why = data_missing(probe)
     if why:
         return skipped(TITLE, why)

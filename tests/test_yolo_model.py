@@ -198,6 +198,18 @@ def test_class_out_of_range_and_imgsz_not_a_stride_multiple(tmp_path):
     assert snapshot(tmp_path / "ds") == before  # ultralytics' verdicts, our copy of the files
 
 
+def test_a_training_split_without_images_fails_instead_of_passing(tmp_path):
+    """train: pointing at a missing folder: both YOLO data checks used to skip, pointing at each
+    other, and the run said 'No problems found'; ultralytics stops with 'No images found'."""
+    data = make_dataset(tmp_path / "ds")
+    data.write_text(data.read_text().replace("train: images/train", "train: images/nothere"))
+    assert "images/nothere" in data.read_text()
+    code, report = run_model("ultralytics:yolov8n.yaml", "--data", str(data))
+    got = statuses(report)
+    assert code == 1 and got["model.yolo_classes"] == [("fail", "yolo-dataset-path")], got
+    assert "lists no images" in findings(report)["model.yolo_classes"][0]["message"]
+
+
 @pytest.mark.slow
 def test_file_with_own_yaml_frozen_head_frozen_params_and_empty_labels(tmp_path, contained):
     import ultralytics

@@ -568,6 +568,8 @@ def run(spec: dict[str, Any], tmp: Path, out: dict[str, Any]) -> None:
     chosen = pick_sample(data, k, out)
     if not chosen:
         out["data"]["no_images"] = True
+        train = data.get("train")
+        out["data"]["train"] = [str(t) for t in train] if isinstance(train, list) else str(train)
         return
     mirror_yaml = make_mirror(tmp, chosen, data)
     out["stage"] = "train"
