@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -452,8 +453,21 @@ def _read_log(path: str) -> str:
 
 
 def main() -> None:
-    """Console entry point."""
-    cli(prog_name="cvdoctor")
+    """Console entry point. SIGTERM unwinds like Ctrl-C (probes and workers are stopped on the
+    way out instead of being left behind) and exits 128 + 15, as the signal would have."""
+    terminated: list[int] = []
+
+    def on_terminate(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        cli(prog_name="cvdoctor")
+    except SystemExit:
+        if terminated:
+            sys.exit(128 + terminated[0])
+        raise
 
 
 if __name__ == "__main__":

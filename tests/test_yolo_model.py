@@ -432,3 +432,36 @@ def test_yolo_examples(contained):
                              "yolo_shapes/data.yaml")
     assert sorted(statuses(report)["model.yolo_train_step"]) == [
         ("fail", "yolo-head-frozen"), ("warn", "yolo-freeze-ignored")]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_probe_too(tmp_path):
+    """The probe runs in its own session; SIGTERM to cvdoctor used to leave it running under
+    PID 1. Now cvdoctor unwinds as for Ctrl-C, stops it, and exits 128 + 15."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = make_dataset(tmp_path / "ds")
+    target = tmp_path / "sleeper_yolo.py"
+    target.write_text("import time\nfrom ultralytics import YOLO\n"
+                      "model = YOLO('yolov8n.yaml')\n"
+                      f"data = {str(data)!r}\ntime.sleep(300)\n")
+    cvdoctor = Path(sys.executable).with_name("cvdoctor")  # the console script, as users run it
+    proc = subprocess.Popen([str(cvdoctor), "model", str(target)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    probe = None
+    while time.monotonic() < deadline and probe is None:  # wait until its probe is running
+        time.sleep(0.5)
+        out = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "cvdoctor.probes.yolo_probe"],
+                             capture_output=True, text=True).stdout.split()
+        probe = int(out[0]) if out else None
+    assert probe is not None, "the probe never started"
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):  # the probe was not left running
+        os.kill(probe, 0)
