@@ -1,9 +1,11 @@
 """SAM set up the way the troubleshooting guide does it, checked by `cvdoctor model`:
 
     cvdoctor model examples/sam_segment.py
-    cvdoctor model examples/sam_segment.py --checkpoint ~/checkpoints/sam_vit_b_01ec64.pth
+    cvdoctor model segment_anything:vit_b --checkpoint ~/checkpoints/sam_vit_b_01ec64.pth
 
-The checkpoint must match model_type (cvdoctor reads its shapes without loading it). With
+The checkpoint must match model_type (cvdoctor reads its shapes without loading it). This file
+loads `checkpoint` itself when it is imported, so point `checkpoint` at your file; --checkpoint
+on the command line checks another file against model_type without importing this one. With
 get_image() and get_prompts(), cvdoctor passes your image to SamPredictor.set_image and your
 prompts to predict(), on a tiny SAM by default (--deep: the real encoder), and estimates the
 encoder's memory against your GPU's.
