@@ -11,6 +11,7 @@ from typing import Any
 
 from cvdoctor.archcompat import (NATIVE, NONE, PTX, check_arch, check_driver,
                                  cudnn_version_str, ptx_jit_possible, torch_install_command)
+from cvdoctor.catalog import recipe_for_error
 from cvdoctor.facts.torch_info import build_text
 from cvdoctor.finding import FAIL, Finding, failed, passed, skipped, warned
 from cvdoctor.registry import register
@@ -183,8 +184,8 @@ def _probe_ran_ok(probe: dict, index: Any) -> bool:
     return False
 
 
-@register("env.cuda", order=30, title=TITLE,
-          recipes=RECIPES, needs=["torch", "gpu", "gpu_probe", "platform"])
+@register("env.cuda", order=30, title=TITLE, recipes=RECIPES, error_recipes=True,
+          needs=["torch", "gpu", "gpu_probe", "platform"])
 def check(ctx):
     """Finds NVIDIA GPUs without torch (NVML, nvidia-smi, /dev/nvidia*, CUDA_VISIBLE_DEVICES),
     compares each GPU's compute capability with the installed torch's arch list (cubins, PTX,
@@ -253,11 +254,15 @@ def check(ctx):
         for d, (step, error) in [(d, e) for d, e in broken if e]:
             if d.get("name") in unsupported:
                 continue  # the arch finding already explains this failure
+            # A busy GPU, a cuDNN status, an OOM: the catalog knows the error better than a
+            # generic "the probe failed" (whose fix is about the libraries the probe loads).
+            match = recipe_for_error(error)
             findings.append(failed(
                 TITLE, f"the GPU probe failed on {d.get('name') or 'the GPU'} at {step}: "
                 f"{error.splitlines()[0][:300]}",
+                match.fix if match and match.fix else
                 "run `cvdoctor explain \"<the error above>\"` for the matching fix",
-                "gpu-probe-failed", probe=probe, **evidence))
+                match.recipe if match else "gpu-probe-failed", probe=probe, **evidence))
     if findings:
         return sorted(findings, key=lambda f: f.status != FAIL)
     cudnn = cudnn_version_str(probe.get("cudnn_version") or t.get("cudnn"))

@@ -203,7 +203,25 @@ def test_ptx_device_whose_probe_fails_fails_too():
                                              "available for execution on the device"}
     facts["gpu_probe"]["devices"][0]["ok"] = False
     statuses = [(f.status, f.recipe) for f in run(facts, "env.cuda")]
-    assert statuses == [("fail", "gpu-probe-failed"), ("warn", "gpu-arch-ptx-jit")]
+    # the probe's own error names the cause: the arch recipe's fix, not "the probe failed"
+    assert statuses == [("fail", "gpu-arch-unsupported"), ("warn", "gpu-arch-ptx-jit")]
+
+
+@pytest.mark.parametrize("error, recipe", [
+    ("RuntimeError: cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed "
+     "in a non-contiguous input.", "cudnn-not-supported"),
+    ("RuntimeError: CUDA error: CUDA-capable device(s) is/are busy or unavailable",
+     "gpu-busy-unavailable"),
+    ("RuntimeError: Could not load library libcudnn_cnn_infer.so.8", "gpu-probe-failed"),
+])
+def test_a_probe_failure_gets_the_recipe_its_error_names(h100, error, recipe):
+    """A busy GPU or a cuDNN status is not a library-path problem: the probe's error text goes
+    through the catalog, and only an error it does not know stays gpu-probe-failed."""
+    h100["gpu_probe"]["devices"][0]["steps"]["conv2d"] = {"ok": False, "error": error}
+    h100["gpu_probe"]["devices"][0]["ok"] = False
+    h100["gpu_probe"]["ok"] = False
+    f = only(h100, "env.cuda")
+    assert (f.status, f.recipe) == ("fail", recipe), f.message
 
 
 def test_memory_held_by_other_processes_warns(h100):
