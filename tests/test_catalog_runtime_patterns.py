@@ -12,11 +12,11 @@ paths, devices, sizes and prefixes than any corpus entry).
 """
 from __future__ import annotations
 
-import re
 
 import pytest
 
-from cvdoctor.catalog import load_catalog, match_text
+from cvdoctor.catalog import match_text
+from pattern_tables import pattern_table_tests
 
 MINE = (
     "safetensors-header-invalid", "yolov5-checkpoint-needs-repo", "collate-unequal-sizes",
@@ -195,45 +195,7 @@ OWNED_ELSEWHERE = [
 ]
 
 
-def _ids(cases):
-    return [f"{rid}-{n}" for n, (rid, _) in enumerate(cases)]
-
-
-def test_every_recipe_here_exists():
-    assert [rid for rid in MINE if rid not in load_catalog()] == []
-
-
-@pytest.mark.parametrize("recipe_id,text", FIRST, ids=_ids(FIRST))
-def test_realistic_message_ranks_its_recipe_first(recipe_id, text):
-    matches = match_text(text)
-    assert matches and matches[0].recipe == recipe_id, [(m.recipe, m.score) for m in matches]
-
-
-@pytest.mark.parametrize("text", UNRELATED)
-def test_unrelated_error_matches_none_of_these(text):
-    assert [m.recipe for m in match_text(text) if m.recipe in MINE] == []
-
-
-@pytest.mark.parametrize("owner,text", OWNED_ELSEWHERE, ids=_ids(OWNED_ELSEWHERE))
-def test_problems_owned_by_other_recipes_are_not_claimed(owner, text):
-    matches = match_text(text)
-    assert matches and matches[0].recipe == owner, [(m.recipe, m.score) for m in matches]
-
-
-def test_every_recipe_here_has_several_wordings():
-    counts = {rid: sum(1 for r, _ in FIRST if r == rid) for rid in MINE}
-    assert {rid: n for rid, n in counts.items() if n < 2} == {}
-
-
-def test_every_pattern_is_exercised_by_a_message():
-    unused = [(rid, p.pattern) for rid in MINE for p in load_catalog()[rid].compiled
-              if not any(p.search(t) for r, t in FIRST if r == rid)]
-    assert unused == []
-
-
-def test_patterns_stay_linear():
-    nested = re.compile(r"\((?:[^()\\]|\\.)*[+*]\)[+*{]")
-    assert [(rid, p) for rid in MINE for p in load_catalog()[rid].patterns if nested.search(p)] == []
+globals().update(pattern_table_tests(MINE, FIRST, UNRELATED, OWNED_ELSEWHERE, min_wordings=2))
 
 
 def test_cudnn_statuses_with_their_own_fix_leave_the_library_path_recipe():
