@@ -136,6 +136,9 @@ FIRST = [
      "[::]:29500 (errno: 98 - Address already in use).\nRuntimeError: TCPStore init failed: "
      "Address already in use"),
     # --- dist-rendezvous-timeout
+    # rank 0's side: the store waited for the others (lewandofskee/MobileMamba#15)
+    ("dist-rendezvous-timeout", "torch.distributed.DistStoreError: Timed out after 901 seconds "
+     "waiting for clients. 1/2 clients joined."),
     ("dist-rendezvous-timeout", "torch.distributed.DistNetworkError: The client socket has timed "
      "out after 2000ms while trying to connect to (127.0.0.1, 29599)."),
     ("dist-rendezvous-timeout", "[E1203 03:21:38.356 TCPStore.cpp:328] [c10d] TCP client failed to "
