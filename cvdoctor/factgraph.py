@@ -123,11 +123,24 @@ class Context:
         By default a check runs on the kinds of target it declares (`targets=`; none: the
         command's ordinary targets), and an opt-in check only when its option is set."""
         if self.target_kind not in (check.targets or (None,)):
-            return False
+            return self.not_for_this_target(check)
+        return self.opted_in(check)
+
+    def opted_in(self, check: Any) -> bool:
+        """An opt-in check runs only when one of its options (or model-file hints) is set."""
         names = getattr(check, "opt_in_names", ())
-        if names and not any(self.option(name) for name in names):
+        return not names or any(self.option(name) for name in names)
+
+    def not_for_this_target(self, check: Any) -> bool | str:
+        """A check of another kind of target stays out of the report, unless the user asked for
+        it by its option (`--ddp 2` on a YOLO set-up): then one skip says it does not apply."""
+        names = getattr(check, "opt_in_names", ())
+        asked = [name for name in names if self.option(name)]
+        if not asked:
             return False
-        return True
+        flag = "--" + asked[0].replace("_", "-")
+        return (f"not checked on a {self.target_kind or 'this kind of'} target: {flag} asks for "
+                "it on a plain PyTorch model (a model file or a zoo spec)")
 
     # --- options ----------------------------------------------------------------------------
     def option(self, name: str, default: Any = None) -> Any:

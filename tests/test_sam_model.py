@@ -323,6 +323,9 @@ def test_finetune_encoder_frozen(work, freeze, params, encode, expected, words):
     # 0-255 images are what SAM wants: its training_step normalizes them (model.preprocess)
     # before the first conv, which is where model.data looks (it used to fail them as raw)
     assert got["model.data"] == [("pass", None)], findings(report)["model.data"]
+    # opt-in checks nobody asked for stay out of a SAM fine-tune's full report
+    full = statuses(run("finetune.py"))
+    assert not [c for c in full if c.startswith("model.ddp") or c == "model.amp"], full
     assert got["model.optimizer"][0][1] == ("optimizer-missing-params"
                                             if "does not hold" in words else None)
 

@@ -198,6 +198,19 @@ def test_class_out_of_range_and_imgsz_not_a_stride_multiple(tmp_path):
     assert snapshot(tmp_path / "ds") == before  # ultralytics' verdicts, our copy of the files
 
 
+def test_ddp_asked_for_on_a_yolo_set_up_says_it_does_not_apply(tmp_path):
+    """--ddp on a YOLO target used to be dropped without a word."""
+    data = make_dataset(tmp_path / "ds")
+    code, report = run_model("ultralytics:yolov8n.yaml", "--data", str(data), "--ddp", "2",
+                             "--select", "model.yolo_weights,model.ddp*")
+    ddp = [f for f in report["findings"] if f["check"].startswith("model.ddp")]
+    assert ddp and all(f["status"] == "skip" and "not checked on a yolo target" in f["message"]
+                       for f in ddp), ddp
+    code, report = run_model("ultralytics:yolov8n.yaml", "--data", str(data),
+                             "--select", "model.yolo_weights")
+    assert not [f for f in report["findings"] if f["check"].startswith("model.ddp")]
+
+
 def test_a_training_split_without_images_fails_instead_of_passing(tmp_path):
     """train: pointing at a missing folder: both YOLO data checks used to skip, pointing at each
     other, and the run said 'No problems found'; ultralytics stops with 'No images found'."""

@@ -52,9 +52,11 @@ class SamContext(ModelContext):
         generic checkpoint fit, which model.sam_checkpoint answers for SAM's registry."""
         if FAMILY in (check.targets or ()):
             return True
+        if check.id in SAM_ANSWERS:
+            return False
         if not check.targets and self.setup.spec is not None:
-            return check.id not in SAM_ANSWERS
-        return False
+            return self.opted_in(check)  # opt-in checks (--ddp, amp) only when asked for
+        return self.not_for_this_target(check)
 
     # --- what the checks run SAM's code on ---------------------------------------------------
     def run_real_encoder(self) -> bool:
