@@ -12,7 +12,9 @@ from cvdoctor.yolo.target import asset_url, locate_weights
 
 TITLE = "YOLO weights"
 MISSING = "yolo-weights-missing"
-RECIPES = [MISSING, "checkpoint-unsafe-pickle", "checkpoint-load-failed"]
+TRAINS_AT_IMPORT = "yolo-train-at-import"
+RECIPES = [MISSING, TRAINS_AT_IMPORT, "checkpoint-unsafe-pickle", "checkpoint-load-failed"]
+REFUSED_WRITE = "cvdoctor keeps your files unchanged"  # the probe's write guard (yolo.contain)
 
 
 @register("model.yolo_weights", targets=["yolo"], order=12, title=TITLE, recipes=RECIPES,
@@ -55,6 +57,14 @@ def check(ctx):
         return _missing(model["missing_weights"], looked)
     if model.get("error"):
         err = model["error"]
+        if t.kind == "file" and REFUSED_WRITE in err["message"]:
+            refused = err["message"].split(REFUSED_WRITE, 1)[1].lstrip(": ")
+            return failed(TITLE, "importing the file starts a training run (or other work that "
+                                 f"writes files) at import: {refused}; nothing was written",
+                          "Put model.train(...) under `if __name__ == \"__main__\":` so that "
+                          "importing the file only builds the model; cvdoctor still reads the "
+                          ".train(...) keywords from the source.", TRAINS_AT_IMPORT,
+                          error=err["message"], traceback=err.get("traceback"))
         match = recipe_for_error(err["message"], err.get("traceback", ""))
         recipe = match.recipe if match else "checkpoint-load-failed"
         what = "importing the file" if t.kind == "file" else f"building {Path(t.value).name}"

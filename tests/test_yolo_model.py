@@ -211,6 +211,22 @@ def test_ddp_asked_for_on_a_yolo_set_up_says_it_does_not_apply(tmp_path):
     assert not [f for f in report["findings"] if f["check"].startswith("model.ddp")]
 
 
+def test_a_script_that_trains_at_import_is_named_and_nothing_is_created(tmp_path):
+    """No `if __name__ == "__main__":` around model.train(): cvdoctor's import starts training,
+    whose first write (ultralytics makes runs/.../weights) is refused; no folder appears."""
+    data = make_dataset(tmp_path / "ds")
+    script = tmp_path / "train.py"
+    script.write_text("from ultralytics import YOLO\nmodel = YOLO('yolov8n.yaml')\n"
+                      f"model.train(data={str(data)!r}, imgsz=64, epochs=1, batch=2, "
+                      f"workers=0, project={str(tmp_path / 'runs')!r})\n")
+    code, report = run_model(str(script))
+    got = statuses(report)
+    assert got["model.yolo_weights"] == [("fail", "yolo-train-at-import")], \
+        findings(report)["model.yolo_weights"]
+    assert "at import" in findings(report)["model.yolo_weights"][0]["message"]
+    assert not (tmp_path / "runs").exists()  # not even an empty folder
+
+
 def test_a_training_split_without_images_fails_instead_of_passing(tmp_path):
     """train: pointing at a missing folder: both YOLO data checks used to skip, pointing at each
     other, and the run said 'No problems found'; ultralytics stops with 'No images found'."""

@@ -194,6 +194,21 @@ class Containment:
 
         for name in ("remove", "unlink", "rmdir"):
             setattr(os, name, removal(name, getattr(os, name)))
+        real_mkdir = os.mkdir
+        guarded_mkdir = removal("mkdir", real_mkdir)
+
+        def mkdir(path, *args, **kwargs):
+            # a folder that exists is not created (makedirs(exist_ok=True) expects the
+            # FileExistsError); a new one outside the allowed roots is a change to the user's disk
+            # (ultralytics makes runs/<task>/<name>/weights before it writes anything there)
+            if kwargs.get("dir_fd") is None and os.path.lexists(path):
+                return real_mkdir(path, *args, **kwargs)
+            return guarded_mkdir(path, *args, **kwargs)
+
+        os.mkdir = mkdir  # type: ignore[assignment]
+        accessor = getattr(__import__("pathlib"), "_NormalAccessor", None)
+        if accessor is not None and hasattr(accessor, "mkdir"):  # Python 3.10's pathlib
+            accessor.mkdir = staticmethod(mkdir)
         real_rmtree = shutil.rmtree
         shutil.rmtree = removal("rmtree", real_rmtree)  # type: ignore[assignment]
 
