@@ -8,6 +8,7 @@ of the unchanged batch gives the noise floor.
 from __future__ import annotations
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
+from cvdoctor.model.facts import eval_forward_failed
 from cvdoctor.model.perturb import (batch_rows, first_mixing_module, measure_dependence,
                                     row_change, traced_forward)
 from cvdoctor.model.tensors import batch_size
@@ -48,8 +49,7 @@ def check(ctx) -> Finding:
     seed = ctx.seed
     first = ctx.fact("eval_pass")  # the unchanged batch, forwarded once for several checks
     if first.error is not None:
-        return skipped(TITLE, f"the eval-mode forward raised {first.error.split(':')[0]} "
-                       f"(see model.forward)", error=first.error)
+        return skipped(TITLE, eval_forward_failed(first.error, ctx.spec), error=first.error)
     base = first.rows
     if not base:
         return skipped(TITLE, f"no floating-point output with the batch ({n}) on its first axis "

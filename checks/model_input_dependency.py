@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from cvdoctor.finding import Finding, Problem, passed, report_problems, skipped
+from cvdoctor.model.facts import eval_forward_failed
 from cvdoctor.model.perturb import (batch_rows, dead_input_channels, input_use, traced_forward)
 from cvdoctor.model.tensors import iter_tensors
 from cvdoctor.registry import register
@@ -35,8 +36,7 @@ def check(ctx) -> Finding | list[Finding]:
     fine if the model reads only some channels on purpose). Skips when the eval forward fails."""
     ep = ctx.fact("eval_pass")
     if ep.error is not None:
-        return skipped(TITLE, f"the eval-mode forward raised {ep.error.split(':')[0]} "
-                       f"(see model.forward)", error=ep.error)
+        return skipped(TITLE, eval_forward_failed(ep.error, ctx.spec), error=ep.error)
     n = ep.n
     if n is None or not ep.rows:
         return skipped(TITLE, "no floating-point output with the batch on its first axis")

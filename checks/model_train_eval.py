@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
+from cvdoctor.model.facts import eval_forward_failed
 from cvdoctor.model.perturb import (batch_rows, first_random_module, measure_dependence, moved,
                                     row_change, traced_forward)
 from cvdoctor.model.tensors import batch_size
@@ -61,8 +62,7 @@ def check(ctx) -> Finding | list[Finding]:
         out2, _ = traced_forward(model, inputs, seed + 1)
     except Exception as exc:  # noqa: BLE001 - model.forward reports forward errors
         error = first.error or f"{type(exc).__name__}: {exc}"
-        return findings or skipped(TITLE, f"the eval-mode forward raised {error.split(':')[0]} "
-                                   f"(see model.forward)", error=error)
+        return findings or skipped(TITLE, eval_forward_failed(error, ctx.spec), error=error)
     out1, out2 = first.rows, batch_rows(out2, n)
     if not out1:
         return findings or skipped(TITLE, f"no floating-point output with the batch ({n}) on "

@@ -324,8 +324,14 @@ def test_finetune_encoder_frozen(work, freeze, params, encode, expected, words):
     # before the first conv, which is where model.data looks (it used to fail them as raw)
     assert got["model.data"] == [("pass", None)], findings(report)["model.data"]
     # opt-in checks nobody asked for stay out of a SAM fine-tune's full report
-    full = statuses(run("finetune.py"))
+    full_report = run("finetune.py")
+    full = statuses(full_report)
     assert not [c for c in full if c.startswith("model.ddp") or c == "model.amp"], full
+    # the eval-mode checks say why model(inputs) cannot run here, not "see model.forward" (which
+    # passed: it ran the training_step)
+    for check in ("model.train_eval", "model.batch_independence", "model.input_dependency"):
+        (f,) = findings(full_report)[check]
+        assert f["status"] == "skip" and "driven by its training_step" in f["message"], f
     assert got["model.optimizer"][0][1] == ("optimizer-missing-params"
                                             if "does not hold" in words else None)
 

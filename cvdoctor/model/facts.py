@@ -544,6 +544,16 @@ class EvalPass:
     error: str | None = None
 
 
+def eval_forward_failed(error: str, spec) -> str:
+    """Why an eval-mode check skips when model(inputs) raised: for a set-up driven by its own
+    training_step, the forward was never meant to take the batch as given."""
+    kind = error.split(":")[0]
+    if getattr(spec, "training_step", None) is not None:
+        return (f"model(inputs) raised {kind}: this set-up is driven by its training_step, and "
+                "the eval-mode checks need a forward that takes the batch as given")
+    return f"the eval-mode forward raised {kind} (see model.forward)"
+
+
 @fact("eval_pass")
 def eval_pass(ctx) -> EvalPass:
     from cvdoctor.model.perturb import batch_rows, traced_forward
