@@ -488,3 +488,19 @@ def test_cvdoctor_run_never_imports_torch(tmp_path):
     run = subprocess.run([PY, "-c", code], capture_output=True, timeout=60, cwd=tmp_path,
                          env=env_for_child())
     assert b"NO_TORCH_OK" in run.stderr, run.stderr.decode()[-800:]
+
+
+def test_a_pty_only_when_the_whole_session_is_a_terminal(monkeypatch):
+    """With stderr redirected (2> err.log) a pseudo-terminal would merge the command's stderr
+    into its stdout; with stdin piped it would echo the input into the output: pipes then."""
+    from cvdoctor.run import child
+
+    ttys = {0: True, 1: True, 2: True}
+    monkeypatch.setattr(child.os, "isatty", lambda fd: ttys[fd])
+    assert child.use_pty() is (child.os.name == "posix")
+    ttys[2] = False
+    assert not child.use_pty()
+    ttys[2], ttys[0] = True, False
+    assert not child.use_pty()
+    ttys[0], ttys[1] = True, False
+    assert not child.use_pty()

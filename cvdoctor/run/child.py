@@ -289,8 +289,19 @@ def _raw_input(mode: list) -> list:
 
 
 def use_pty() -> bool:
-    """A pseudo-terminal when cvdoctor's stdout is a terminal (POSIX only)."""
-    return os.name == "posix" and sys.platform != "cygwin" and os.isatty(1)
+    """A pseudo-terminal when cvdoctor runs in a terminal (POSIX only): stdout and stderr both a
+    terminal, and stdin a terminal or closed. The command then writes to one terminal as it
+    would have. With stderr redirected (`2> err.log`) or stdin piped, pipes keep the streams
+    apart and the piped input is not echoed into the output."""
+    if os.name != "posix" or sys.platform == "cygwin":
+        return False
+    if not (os.isatty(1) and os.isatty(2)):
+        return False
+    try:
+        os.fstat(0)
+    except OSError:
+        return True  # no stdin at all
+    return os.isatty(0)
 
 
 def run(argv: list[str], env: dict, sink: Callable[[bytes], None],

@@ -15,9 +15,9 @@ cvdoctor run --json-out run.json -- torchrun --nproc_per_node 4 train.py
 cvdoctor run --no-explain -- yolo train data=data.yaml
 
 COMMAND runs once, as given (no shell), and its output passes through unchanged: stdout to
-stdout and stderr to stderr, byte for byte, `\\r` progress lines included. When cvdoctor's stdout
-is a terminal, the command gets a pseudo-terminal (progress bars and colours as usual); otherwise
-pipes. Stdin is passed through. SIGINT, SIGTERM and SIGHUP go to the command's process group.
+stdout and stderr to stderr, byte for byte, `\\r` progress lines included. When cvdoctor runs in
+a terminal (stdin, stdout and stderr), the command gets a pseudo-terminal (progress bars and
+colours as usual); otherwise pipes, which keep stdout and stderr apart. Stdin is passed through. SIGINT, SIGTERM and SIGHUP go to the command's process group.
 Python's fault handler is switched on for the command (PYTHONFAULTHANDLER=1) unless you set
 that variable yourself.
 
