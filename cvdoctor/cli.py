@@ -455,6 +455,11 @@ def _read_log(path: str) -> str:
 def main() -> None:
     """Console entry point. SIGTERM unwinds like Ctrl-C (probes and workers are stopped on the
     way out instead of being left behind) and exits 128 + 15, as the signal would have."""
+    import faulthandler
+
+    # The user's code may crash the interpreter (a segfault in an extension the model file
+    # imports): Python's fault handler at least prints where, instead of a silent exit 139.
+    faulthandler.enable()
     terminated: list[int] = []
 
     def on_terminate(signum, frame):

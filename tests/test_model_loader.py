@@ -344,3 +344,17 @@ def test_a_model_file_that_loops_at_import_is_a_target_error(tmp_path, monkeypat
     result = invoke(str(tmp_path / "m.py"))
     assert result.exit_code == 2 and "did not finish within 1 s" in result.stderr
     assert "watchdog.py" not in result.stderr  # the user's frames, not ours
+
+
+def test_a_model_file_that_crashes_the_interpreter_says_where(tmp_path):
+    """A segfault in the user's code cannot be caught, but it must not be silent: Python's fault
+    handler names the file and line (exit 139 = 128 + SIGSEGV, as the signal gives)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "segv.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    cvdoctor = Path(sys.executable).with_name("cvdoctor")
+    done = subprocess.run([str(cvdoctor), "model", str(tmp_path / "segv.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode in (-11, 139), (done.returncode, done.stderr[-500:])
+    assert "Segmentation fault" in done.stderr and 'segv.py", line 2' in done.stderr
