@@ -478,8 +478,11 @@ def test_sigterm_stops_the_probe_too(tmp_path):
                       "model = YOLO('yolov8n.yaml')\n"
                       f"data = {str(data)!r}\ntime.sleep(300)\n")
     cvdoctor = Path(sys.executable).with_name("cvdoctor")  # the console script, as users run it
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     proc = subprocess.Popen([str(cvdoctor), "model", str(target)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 60
     probe = None
     while time.monotonic() < deadline and probe is None:  # wait until its probe is running
@@ -494,3 +497,4 @@ def test_sigterm_stops_the_probe_too(tmp_path):
     time.sleep(1)
     with pytest.raises(ProcessLookupError):  # the probe was not left running
         os.kill(probe, 0)
+    assert not list(scratch.iterdir())  # nor its scratch copy of the images

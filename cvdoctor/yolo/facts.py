@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +129,13 @@ def yolo_probe(ctx) -> dict[str, Any]:
     if left is not None:
         timeout = max(30.0, left)
     ctx.progress("ultralytics: one training step in a contained subprocess ...")
-    result = run_probe("yolo_probe", stdin=json.dumps(request), timeout_s=timeout)
+    # The probe's scratch folder (copies of a few images, caches, runs/) is made and removed
+    # here: a probe that is killed (timeout, SIGTERM) cannot clean up after itself.
+    request["tmp"] = tempfile.mkdtemp(prefix="cvdoctor-yolo-")
+    try:
+        result = run_probe("yolo_probe", stdin=json.dumps(request), timeout_s=timeout)
+    finally:
+        shutil.rmtree(request.pop("tmp"), ignore_errors=True)
     info = result.pop("_probe", {})
     if not info.get("ok") and "stage" not in result:
         raise RuntimeError(describe_failure(info, "the ultralytics probe", tail_lines=3))

@@ -586,7 +586,7 @@ def main() -> None:
     from cvdoctor.probes import emit
 
     spec = json.loads(sys.stdin.read() or "{}")
-    tmp = Path(tempfile.mkdtemp(prefix="cvdoctor-yolo-"))
+    tmp = Path(spec.get("tmp") or tempfile.mkdtemp(prefix="cvdoctor-yolo-"))
     (tmp / "tmp").mkdir()
     os.environ["TMPDIR"] = str(tmp / "tmp")
     tempfile.tempdir = str(tmp / "tmp")
