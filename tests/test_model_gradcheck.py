@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import cvdoctor
+from broken_models_peer import SquareWrongBackward
 from modelzoo import image_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -167,20 +168,6 @@ class InplaceLeakyReLU(torch.autograd.Function):
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         return g * torch.where(y > 0, 1.0, 0.1).to(g.dtype)
-
-
-class HalfSquare(torch.autograd.Function):
-    """x ** 2 with grad * x for a backward: a constant factor (2) missing."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x
 
 
 class GatherScale(torch.autograd.Function):
@@ -430,7 +417,7 @@ def test_swish_missing_a_term_fails(size):
 
 
 def test_a_missing_constant_factor_fails_when_the_forward_is_not_a_pass_through():
-    f = gradcheck(ConvWith(HalfSquare), image_batch(16, size=8))
+    f = gradcheck(ConvWith(SquareWrongBackward), image_batch(16, size=8))
     assert (f.status, f.recipe) == ("fail", "custom-function-gradient"), f.message
     assert "0.5 × the derivative of its forward" in f.message, f.message
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cvdoctor
+from broken_models_peer import Square
 from modelzoo import HEALTHY_SETUPS, SmallCNN, TinyUNet, image_batch, mask_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -71,21 +72,9 @@ def _frozen_features(seed):
                                                         "optimizer": opt}
 
 
-class _Square(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return 2 * grad_output * x
-
-
 class _CustomFunctionCNN(SmallCNN):
     def forward(self, x):
-        return self.head(_Square.apply(torch.flatten(self.features(x), 1)))
+        return self.head(Square.apply(torch.flatten(self.features(x), 1)))
 
 
 class _LogSoftmaxCNN(SmallCNN):
