@@ -11,7 +11,6 @@ from typing import Any
 
 from cvdoctor.archcompat import (NATIVE, NONE, PTX, check_arch, check_driver,
                                  cudnn_version_str, ptx_jit_possible, torch_install_command)
-from cvdoctor.catalog import recipe_for_error
 from cvdoctor.facts.torch_info import build_text
 from cvdoctor.finding import FAIL, Finding, failed, passed, skipped, warned
 from cvdoctor.registry import register
@@ -256,6 +255,8 @@ def check(ctx):
                 continue  # the arch finding already explains this failure
             # A busy GPU, a cuDNN status, an OOM: the catalog knows the error better than a
             # generic "the probe failed" (whose fix is about the libraries the probe loads).
+            from cvdoctor.catalog import recipe_for_error  # only on a failure: 30 ms to import
+
             match = recipe_for_error(error)
             findings.append(failed(
                 TITLE, f"the GPU probe failed on {d.get('name') or 'the GPU'} at {step}: "
