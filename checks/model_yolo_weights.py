@@ -7,6 +7,7 @@ from cvdoctor.catalog import recipe_for_error
 from cvdoctor.finding import failed, passed
 from cvdoctor.registry import register
 from cvdoctor.text import file_size, fmt_int
+from cvdoctor.yolo.contain import REFUSED_WRITE
 from cvdoctor.yolo.report import error_text, names_list, short_names, skip_unless_yolo
 from cvdoctor.yolo.target import asset_url, locate_weights
 
@@ -14,7 +15,6 @@ TITLE = "YOLO weights"
 MISSING = "yolo-weights-missing"
 TRAINS_AT_IMPORT = "yolo-train-at-import"
 RECIPES = [MISSING, TRAINS_AT_IMPORT, "checkpoint-unsafe-pickle", "checkpoint-load-failed"]
-REFUSED_WRITE = "cvdoctor keeps your files unchanged"  # the probe's write guard (yolo.contain)
 
 
 @register("model.yolo_weights", targets=["yolo"], order=12, title=TITLE, recipes=RECIPES,

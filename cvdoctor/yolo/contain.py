@@ -27,6 +27,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# How every refused write begins (checks read it to tell a refused write from other errors).
+REFUSED_WRITE = "cvdoctor keeps your files unchanged"
+
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "::"}
 INTERNET_FAMILIES = {socket.AF_INET, socket.AF_INET6}
 DOWNLOAD_FUNCS = ("safe_download", "download", "get_github_assets", "attempt_download_asset",
@@ -175,7 +178,7 @@ class Containment:
                     not guard._allowed_path(file):
                 guard.writes.append({"path": os.fsdecode(file), "mode": mode,
                                      "caller": guard._caller()})
-                raise PermissionError(f"cvdoctor keeps your files unchanged: open({file!r}, "
+                raise PermissionError(f"{REFUSED_WRITE}: open({file!r}, "
                                       f"{mode!r}) refused")
             return real_open(file, mode, *args, **kwargs)
 
@@ -187,7 +190,7 @@ class Containment:
                 if not guard._allowed_path(path, kwargs.get("dir_fd")):
                     guard.writes.append({"path": os.fsdecode(path), "mode": name,
                                          "caller": guard._caller()})
-                    raise PermissionError(f"cvdoctor keeps your files unchanged: {name}({path!r}) "
+                    raise PermissionError(f"{REFUSED_WRITE}: {name}({path!r}) "
                                           "refused")
                 return real(path, *args, **kwargs)
             return guarded
@@ -218,7 +221,7 @@ class Containment:
                     if not guard._allowed_path(p):
                         guard.writes.append({"path": os.fsdecode(p), "mode": name,
                                              "caller": guard._caller()})
-                        raise PermissionError(f"cvdoctor keeps your files unchanged: {name} "
+                        raise PermissionError(f"{REFUSED_WRITE}: {name} "
                                               f"refused")
                 return real(src, dst, *args, **kwargs)
             return guarded
