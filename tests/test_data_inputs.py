@@ -337,3 +337,48 @@ def test_special_files_of_two_kinds_are_each_named(tmp_path, deadline):
     os.unlink(root / "images" / "train" / "a_null.jpg")
     text = wording.special_files(inspect_dataset(str(root)))
     assert text == "1 FIFO (named pipe): images/train/b_pipe.jpg"
+
+
+class _DiesWhileSubmitting:
+    """Stands in for a ProcessPoolExecutor whose worker just died: its own thread has closed the
+    queues, so submit fails the way CPython's does in that window (the race CI once hit)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self._processes: dict = {}
+
+    def submit(self, fn, path):
+        raise self.error
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error", [OSError("handle is closed"),
+                                   RuntimeError("cannot schedule new futures after shutdown")])
+def test_a_pool_that_dies_while_submitting_is_restarted_not_raised(tmp_path, monkeypatch, error):
+    from concurrent.futures import Future
+
+    from cvdoctor.data import deep
+    made = []
+
+    def new(self):
+        made.append(1)
+        if len(made) == 1:  # the first pool dies under the first submit; the rest are healthy
+            return _DiesWhileSubmitting(error)
+        return _Inline(self.fn)
+
+    class _Inline(_DiesWhileSubmitting):
+        def __init__(self, fn):
+            super().__init__(error)
+            self.fn = fn
+
+        def submit(self, fn, path):
+            done: Future = Future()
+            done.set_result(fn(path))
+            return done
+
+    monkeypatch.setattr(deep._Pool, "_new", new)
+    paths = [str(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg")]
+    out = dict(decode_all(paths, workers=1, timeout_s=5, decoder=lambda p: []))
+    assert out == {p: [] for p in paths} and len(made) >= 2

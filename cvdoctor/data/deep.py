@@ -44,9 +44,15 @@ class _Pool:
     def submit(self, path: str) -> Future:
         try:
             return self.executor.submit(self.fn, path)
-        except BrokenProcessPool as exc:  # died since the last look: fail this one like the rest
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            # The pool died since the last look. A worker death is noticed by the executor's
+            # own thread, which marks it broken and closes its queues without taking the lock
+            # that submit holds; a submit in between spawns a worker from a closed pipe
+            # ("handle is closed") or finds it shut down. All mean the same: fail this one
+            # like the rest, and the caller restarts the pool.
             failed: Future = Future()
-            failed.set_exception(exc)
+            failed.set_exception(exc if isinstance(exc, BrokenProcessPool)
+                                 else BrokenProcessPool(f"the pool died while submitting: {exc}"))
             return failed
 
     def restart(self) -> None:
