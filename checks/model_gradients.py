@@ -16,6 +16,7 @@ import torch
 from cvdoctor.catalog import recipe_for_error
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
+from cvdoctor.model.design import idle_by_design
 from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
@@ -61,7 +62,9 @@ def check(ctx) -> Finding | list[Finding]:
     steps on a copy when they are 10%+ of the parameters, and on |grad|/|param| above 1e6.
     Warns on modules that never run (unused: DDP stops on them), smaller dead shares,
     |grad|/|param| above 1e3, and first-layer gradients 1e4x smaller than the last layers'
-    relative to their size (vanishing)."""
+    relative to their size (vanishing). Parameters an architecture leaves without a gradient
+    by its own design (SAM's mask decoder: the MLPs of the mask tokens it slices away, an IoU
+    head the loss does not read) are named in the note, not failed."""
     model = ctx.spec.model
     named = list(model.named_parameters())
     total = sum(p.numel() for _, p in named)
@@ -165,18 +168,19 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
         return [_nonfinite(ctx, nonfinite, trainable)]
 
     findings: list[Finding] = []
-    missing = [n for n, g in grads.items() if g is None]
+    by_design = idle_by_design(ctx.spec.model, grads)
+    missing = [n for n, g in grads.items() if g is None and n not in by_design]
     if missing:
         findings.extend(_missing(ctx, missing, trainable, n_trainable))
 
-    zero = [n for n, g in grads.items() if g is not None and not g.any()]
+    zero = [n for n, g in grads.items() if g is not None and not g.any() and n not in by_design]
     dead: list[str] = []
     if zero:
         dead = _still_zero_after_steps(ctx, zero)
         if dead:
             findings.append(_dead(ctx, dead, trainable, n_trainable))
 
-    ratios = _relative_grads(trainable, grads, skip=set(zero))
+    ratios = _relative_grads(trainable, grads, skip=set(zero) | set(by_design))
     explode = _exploding(ratios, grads)
     if explode:
         findings.append(explode)
@@ -190,10 +194,20 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
     revived = len(zero) - len(dead)
     note = (f"; {revived} tensors with zero gradient at init (zero-init) are alive after one "
             f"step" if revived else "")
-    return [passed(TITLE, f"all {count} get finite gradients; largest |grad|/|param| "
+    if by_design:
+        n = sum(trainable[d].numel() for d in by_design)
+        reasons = sorted(set(by_design.values()))
+        note += (f"; {plural(len(by_design), 'tensor')} ({fmt_int(n)} parameters) get no "
+                 f"gradient by the architecture's design ({'; '.join(reasons[:3])}"
+                 f"{'; ...' if len(reasons) > 3 else ''}): `requires_grad_(False)` on them "
+                 f"keeps them out of the optimizer")
+    live = len(trainable) - len(by_design)
+    return [passed(TITLE, f"all {count if not by_design else f'{live} other trainable tensors'}"
+                   f" get finite gradients; largest |grad|/|param| "
                    f"{top[1]:.3g} (`{top[0]}`){note}{frozen_note}",
                    max_relative_grad=top[1], max_relative_grad_param=top[0],
-                   zero_at_init=len(zero), relative_grads=_rounded(ratios))]
+                   zero_at_init=len(zero), relative_grads=_rounded(ratios),
+                   idle_by_design=by_design)]
 
 
 def _rounded(ratios: dict[str, float]) -> dict[str, float]:

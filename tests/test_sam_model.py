@@ -377,3 +377,49 @@ def test_examples_say_what_their_docstrings_say(work):
     bad = statuses(run(str(EXAMPLES / "sam_broken_prompts.py")))
     assert bad["model.sam_image"] == [("warn", "sam-image-colors")]
     assert bad["model.sam_prompts"] == [("fail", "sam-empty-masks")]
+
+
+# --- gradients of a decoder fine-tune: what SAM's design leaves idle is not "dead" -----------
+
+TUTORIAL_FREEZE = "sam.image_encoder.requires_grad_(False)\nsam.prompt_encoder.requires_grad_(False)"
+DECODER_PARAMS = "[p for p in sam.mask_decoder.parameters() if p.requires_grad]"
+
+
+def _tutorial_finetune(work: Path, *, multimask: bool = False, loss_on: str = "masks") -> None:
+    """The common tutorial fine-tune: optimizer over the whole mask decoder, nothing else frozen
+    in it, a mask-only loss (or, broken, a loss that reads the IoU scores only)."""
+    path = write_finetune(work / "finetune.py", TUTORIAL_FREEZE, DECODER_PARAMS, ENCODE_NO_GRAD)
+    text = path.read_text()
+    for line in ("sam.mask_decoder.iou_prediction_head.requires_grad_(False)\n",
+                 "sam.mask_decoder.output_hypernetworks_mlps[1:].requires_grad_(False)\n"):
+        assert line in text
+        text = text.replace(line, "")
+    if multimask:
+        text = text.replace("multimask_output=False", "multimask_output=True").replace(
+            "pred[0]", "pred[0].mean(0, keepdim=True)")
+    if loss_on == "iou":
+        text = text.replace("low, _ = model.mask_decoder", "low, iou = model.mask_decoder").replace(
+            "F.binary_cross_entropy_with_logits(pred[0], target)", "(iou - 1).pow(2).mean()")
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("multimask, idle_tokens", [(False, "1, 2, 3"), (True, "0")])
+def test_mask_tokens_and_iou_head_the_decoder_leaves_out_are_not_dead(work, multimask,
+                                                                     idle_tokens):
+    _tutorial_finetune(work, multimask=multimask)
+    report = run("finetune.py", "--select", "model.gradients")
+    (f,) = findings(report)["model.gradients"]
+    assert f["status"] == "pass", f
+    assert f"mask token{'s' if ',' in idle_tokens else ''} {idle_tokens} " in f["message"], f
+    idle = f["evidence"]["idle_by_design"]
+    assert any(".iou_prediction_head." in n for n in idle)
+    assert any(".output_hypernetworks_mlps.0." in n for n in idle) == multimask
+
+
+def test_a_loss_that_never_reads_the_masks_still_fails(work):
+    _tutorial_finetune(work, loss_on="iou")
+    report = run("finetune.py", "--select", "model.gradients")
+    got = findings(report)["model.gradients"]
+    assert [f["status"] for f in got] == ["fail"], got
+    assert "output_hypernetworks_mlps" in got[0]["message"] and "get no gradient" in \
+        got[0]["message"], got
