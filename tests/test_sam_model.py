@@ -381,7 +381,8 @@ def test_examples_say_what_their_docstrings_say(work):
 
 # --- gradients of a decoder fine-tune: what SAM's design leaves idle is not "dead" -----------
 
-TUTORIAL_FREEZE = "sam.image_encoder.requires_grad_(False)\nsam.prompt_encoder.requires_grad_(False)"
+TUTORIAL_FREEZE = ("sam.image_encoder.requires_grad_(False)\n"
+                   "sam.prompt_encoder.requires_grad_(False)")
 DECODER_PARAMS = "[p for p in sam.mask_decoder.parameters() if p.requires_grad]"
 
 

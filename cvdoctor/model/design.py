@@ -55,10 +55,10 @@ def idle_by_design(model: nn.Module, grads: Mapping[str, torch.Tensor | None]) -
         dropped = [i for i, names in idle.items() if names]
         for i in dropped:
             for n in idle[i]:
-                reasons[n] = (f"{where}: {mode}, so the MLP{'s' if len(dropped) > 1 else ''} of "
-                              f"mask token{'s' if len(dropped) > 1 else ''} "
-                              f"{', '.join(map(str, dropped))} {'are' if len(dropped) > 1 else 'is'}"
-                              f" computed and sliced away")
+                many = len(dropped) > 1
+                reasons[n] = (f"{where}: {mode}, so the MLP{'s' if many else ''} of mask "
+                              f"token{'s' if many else ''} {', '.join(map(str, dropped))} "
+                              f"{'are' if many else 'is'} computed and sliced away")
         head = trainable("iou_prediction_head")
         if head and all(_idle(grads[n]) for n in head):
             for n in head:
