@@ -1,7 +1,7 @@
 """model.gradients: do gradients reach every trainable parameter, finite and at a usable scale?
 
-Reads the shared base pass (the "base" fact). Extra passes run only when the base pass shows something
-to explain: a forward with hooks to tell unused modules from detached ones, a few optimizer steps
+Reads the shared base pass (the "base" fact). Extra passes run only when the base pass shows
+something to explain: a forward with hooks to tell unused modules from detached ones, a few optimizer steps
 on a copy to tell zero-init (alive after one step) from dead gradients, an anomaly-mode re-run to
 locate an in-place modification.
 """
@@ -17,7 +17,8 @@ from cvdoctor.catalog import recipe_for_error
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.model.design import idle_by_design
-from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
+from cvdoctor.model.modules import (all_trainable_in, collapse_modules, held_by_optimizer,
+                                    module_names, param_owners)
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
@@ -64,7 +65,9 @@ def check(ctx) -> Finding | list[Finding]:
     |grad|/|param| above 1e3, and first-layer gradients 1e4x smaller than the last layers'
     relative to their size (vanishing). Parameters an architecture leaves without a gradient
     by its own design (SAM's mask decoder: the MLPs of the mask tokens it slices away, an IoU
-    head the loss does not read) are named in the note, not failed."""
+    head the loss does not read) are named in the note, not failed; so are parameters the
+    user's optimizer leaves out that get no gradient (a backbone under `torch.no_grad()` next
+    to an optimizer over the head): frozen in effect."""
     model = ctx.spec.model
     named = list(model.named_parameters())
     total = sum(p.numel() for _, p in named)
@@ -169,18 +172,26 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
 
     findings: list[Finding] = []
     by_design = idle_by_design(ctx.spec.model, grads)
-    missing = [n for n, g in grads.items() if g is None and n not in by_design]
+    # Parameters the user's optimizer leaves out and that get no gradient are frozen in effect
+    # (a backbone run under torch.no_grad(), an optimizer over the decoder only): on purpose.
+    held = held_by_optimizer(ctx.spec.model, ctx.spec.optimizer)
+    outside = set() if held is None else {
+        n for n, g in grads.items() if n not in held and n not in by_design
+        and (g is None or not g.any())}
+    missing = [n for n, g in grads.items() if g is None and n not in by_design
+               and n not in outside]
     if missing:
         findings.extend(_missing(ctx, missing, trainable, n_trainable))
 
-    zero = [n for n, g in grads.items() if g is not None and not g.any() and n not in by_design]
+    zero = [n for n, g in grads.items() if g is not None and not g.any() and n not in by_design
+            and n not in outside]
     dead: list[str] = []
     if zero:
         dead = _still_zero_after_steps(ctx, zero)
         if dead:
             findings.append(_dead(ctx, dead, trainable, n_trainable))
 
-    ratios = _relative_grads(trainable, grads, skip=set(zero) | set(by_design))
+    ratios = _relative_grads(trainable, grads, skip=set(zero) | set(by_design) | outside)
     explode = _exploding(ratios, grads)
     if explode:
         findings.append(explode)
@@ -201,13 +212,23 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
                  f"gradient by the architecture's design ({'; '.join(reasons[:3])}"
                  f"{'; ...' if len(reasons) > 3 else ''}): `requires_grad_(False)` on them "
                  f"keeps them out of the optimizer")
-    live = len(trainable) - len(by_design)
-    return [passed(TITLE, f"all {count if not by_design else f'{live} other trainable tensors'}"
-                   f" get finite gradients; largest |grad|/|param| "
+    if outside:
+        names = module_names(ctx.spec.model, outside)
+        note += (f"; {name_list(names)} ({plural(len(outside), 'tensor')}, "
+                 f"{fmt_int(sum(trainable[n].numel() for n in outside))} parameters) get no "
+                 f"gradient and are not in the optimizer: frozen in effect (run under "
+                 f"`torch.no_grad()` or unused), `requires_grad_(False)` would say so")
+    live = len(trainable) - len(by_design) - len(outside)
+    if top[0] is None:
+        return [passed(TITLE, f"nothing in the optimizer is left without a gradient{note}"
+                       f"{frozen_note}", zero_at_init=len(zero), idle_by_design=by_design,
+                       outside_optimizer=sorted(outside))]
+    judged = count if live == len(trainable) else f"{live} other trainable tensors"
+    return [passed(TITLE, f"all {judged} get finite gradients; largest |grad|/|param| "
                    f"{top[1]:.3g} (`{top[0]}`){note}{frozen_note}",
                    max_relative_grad=top[1], max_relative_grad_param=top[0],
                    zero_at_init=len(zero), relative_grads=_rounded(ratios),
-                   idle_by_design=by_design)]
+                   idle_by_design=by_design, outside_optimizer=sorted(outside))]
 
 
 def _rounded(ratios: dict[str, float]) -> dict[str, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
-from cvdoctor.model.modules import all_trainable_in, collapse_modules, param_owners
+from cvdoctor.model.modules import module_names, param_owners, run_before_all
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
@@ -16,14 +16,19 @@ TITLE = "Optimizer covers and moves the parameters"
 RECIPES = ["optimizer-missing-params", "optimizer-stale-params", "params-not-updating"]
 
 
-@register("model.optimizer", order=70, title=TITLE, recipes=RECIPES, needs=["one_step"])
+@register("model.optimizer", order=70, title=TITLE, recipes=RECIPES,
+          needs=["one_step", "base", "module_trace"])
 def check(ctx) -> Finding | list[Finding]:
     """Matches the optimizer's parameters with the model's by identity and takes one step with
-    the rebuilt optimizer on a copy of the shared pass. Fails when trainable parameters are
-    missing from the optimizer (a head replaced after it was built) and when no parameter with
-    a gradient moves because every group has lr=0. Warns on tensors the optimizer holds that
-    are not in the model, and on parameters with a gradient that stay bit-identical after the
-    step (lost below float precision, or one lr=0 group)."""
+    the rebuilt optimizer on a copy of the shared pass. Fails when trainable parameters that get
+    gradients are missing from the optimizer (a head replaced after it was built) and when no
+    parameter with a gradient moves because every group has lr=0. Warns instead when the
+    missing ones all run before everything the optimizer holds (a feature extractor left out of
+    the optimizer but not frozen: its gradients are computed for nothing). Trainable
+    parameters outside the optimizer that get no gradient (run under `torch.no_grad()`) are
+    frozen in effect and only named in the note. Warns on tensors the optimizer holds that are
+    not in the model, and on parameters with a gradient that stay bit-identical after the step
+    (lost below float precision, or one lr=0 group)."""
     spec = ctx.spec
     model = spec.model
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -39,8 +44,9 @@ def check(ctx) -> Finding | list[Finding]:
     else:
         source = "no optimizer given: the default Adam(lr=1e-3)"
 
-    missing = set(findings[0].evidence.get("parameters", [])) if findings and \
-        findings[0].recipe == "optimizer-missing-params" else set()
+    idle = _outside_without_gradient(ctx, trainable)
+    missing = {p for f in findings if f.recipe == "optimizer-missing-params"
+               for p in f.evidence.get("parameters", [])}
     moved = _step_moves(ctx, trainable, skip=missing)
     if isinstance(moved, Finding):
         if moved.is_problem or not findings:  # a pass/skip note adds nothing next to a problem
@@ -49,8 +55,31 @@ def check(ctx) -> Finding | list[Finding]:
         for f in findings:
             f.evidence.setdefault("optimizer_source", source)
         return findings
-    return passed(TITLE, f"{source}: holds all {len(trainable)} trainable tensors and one step "
-                  f"moves every one that has a gradient ({moved})", optimizer_source=source)
+    held = len(trainable) - len(idle)
+    note = ""
+    if idle:
+        names = module_names(model, idle)
+        note = (f"; {name_list(names)} ({plural(len(idle), 'tensor')}) "
+                f"{'is' if len(names) == 1 else 'are'} outside it and get no gradient "
+                f"(run under `torch.no_grad()` or unused): frozen in effect, "
+                f"`requires_grad_(False)` would say so")
+    return passed(TITLE, f"{source}: holds all {held} {'other ' if idle else ''}trainable "
+                  f"tensors and one step moves every one that has a gradient ({moved}){note}",
+                  optimizer_source=source, outside_without_gradient=sorted(idle))
+
+
+def _outside_without_gradient(ctx, trainable) -> set[str]:
+    """Trainable parameters the user's optimizer does not hold and that get no gradient."""
+    opt = ctx.spec.optimizer
+    if opt is None:
+        return set()
+    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    grads = ctx.fact("base").grads
+    return {n for n, p in trainable.items() if id(p) not in held and _no_gradient(grads.get(n))}
+
+
+def _no_gradient(grad) -> bool:
+    return grad is None or not bool(grad.any())
 
 
 def _coverage(ctx, trainable) -> list[Finding]:
@@ -62,7 +91,11 @@ def _coverage(ctx, trainable) -> list[Finding]:
     if isinstance(loss_fn, torch.nn.Module):  # learnable loss terms belong in the optimizer too
         loss_params = {id(p) for p in loss_fn.parameters()}
 
-    missing = [n for n, p in trainable.items() if id(p) not in in_opt]
+    grads = ctx.fact("base").grads
+    # A trainable parameter outside the optimizer that gets no gradient cannot train either way
+    # (a backbone run under torch.no_grad()): frozen in effect, the pass note names it.
+    missing = [n for n, p in trainable.items() if id(p) not in in_opt
+               and not _no_gradient(grads.get(n))]
     stale = [(gi, p) for pid, (gi, p) in in_opt.items() if pid not in by_id and
              pid not in loss_params]
     n_trainable = sum(p.numel() for p in trainable.values())
@@ -72,16 +105,28 @@ def _coverage(ctx, trainable) -> list[Finding]:
 
     if missing:
         owners = param_owners(model)
-        missing_set = set(missing)
-
-        modules = collapse_modules({owners[n] for n in missing if owners.get(n)},
-                                   lambda prefix: all_trainable_in(model, prefix, missing_set))
-        root_params = [n for n in missing if not owners.get(n)]
-        names = modules + root_params
+        names = module_names(model, set(missing))
         n_missing = sum(trainable[n].numel() for n in missing)
         replaced = (f"; the optimizer instead holds {plural(len(stale), 'tensor')} "
                     f"({fmt_int(n_stale)} parameters) that are no longer in the model: "
                     f"replaced after the optimizer was built" if stale else "")
+        held = {owners.get(n, "") for n, p in trainable.items() if id(p) in in_opt}
+        trace = ctx.fact("module_trace")
+        if not stale and not trace.error and run_before_all(
+                trace.order, {owners.get(n, "") for n in missing}, held):
+            out.append(warned(
+                TITLE, f"{name_list(names)} ({plural(len(missing), 'tensor')}, "
+                f"{fmt_int(n_missing)} of {fmt_int(n_trainable)} trainable parameters) "
+                f"{'is' if len(names) == 1 else 'are'} not in the optimizer but get gradients "
+                f"every step: the optimizer trains only what runs after "
+                f"{'it' if len(names) == 1 else 'them'}, so the gradients are computed for "
+                f"nothing (a feature extractor left trainable)",
+                "If only the later layers should train, freeze the rest: "
+                "`requires_grad_(False)` (or run it under `torch.no_grad()`); if everything "
+                "should train, build the optimizer from `model.parameters()`.",
+                "optimizer-missing-params", modules=names, parameters=missing,
+                missing_parameters=n_missing, upstream=True))
+            return out
         out.append(failed(
             TITLE, f"{name_list(names)} ({plural(len(missing), 'tensor')}, "
             f"{fmt_int(n_missing)} of {fmt_int(n_trainable)} trainable parameters) "

@@ -169,3 +169,27 @@ def test_unknown_backward_error_is_a_fail_that_quotes_it(monkeypatch):
     monkeypatch.setattr(_BackwardRaises, "message", "zorglub exploded in a way nobody knows")
     f = one(BackwardOOM())
     assert f.status == "fail" and f.recipe == "backward-error" and "zorglub" in f.message
+
+
+def test_no_grad_backbone_outside_the_optimizer_is_frozen_in_effect():
+    """Feature extraction the way SAM and transfer-learning tutorials write it: the backbone
+    under torch.no_grad(), the optimizer over the head. Nothing there is meant to train."""
+    model = NoGradBackbone()
+    f = one(model, optimizer=torch.optim.Adam(model.head.parameters()))
+    assert f.status == "pass", f.message
+    assert "`backbone`" in f.message and "frozen in effect" in f.message
+    assert f.evidence["outside_optimizer"] and all(
+        n.startswith("backbone.") for n in f.evidence["outside_optimizer"])
+
+
+def test_no_grad_backbone_the_optimizer_holds_still_fails():
+    model = NoGradBackbone()
+    f = one(model, optimizer=torch.optim.Adam(model.parameters()))
+    assert (f.status, f.recipe) == ("fail", "detached-features"), f.message
+
+
+def test_unused_module_outside_the_optimizer_is_a_note():
+    model = UnusedBranch()
+    held = [p for n, p in model.named_parameters() if not n.startswith("aux_head.")]
+    f = one(model, optimizer=torch.optim.Adam(held))
+    assert f.status == "pass" and "`aux_head`" in f.message, f.message

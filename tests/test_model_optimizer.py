@@ -122,3 +122,21 @@ def test_users_model_and_optimizer_are_untouched():
     assert not opt.state  # no step was taken on the user's optimizer
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_trainable_backbone_left_out_of_the_optimizer_warns_not_fails():
+    """The optimizer over the head only, the features not frozen: they run before everything
+    the optimizer holds, so nothing is lost but the time spent on their gradients."""
+    model = SmallCNN()
+    f = run(model, optimizer=torch.optim.Adam(model.head.parameters()))
+    assert (f.status, f.recipe) == ("warn", "optimizer-missing-params"), f.message
+    assert "`features`" in f.message and "computed for nothing" in f.message
+    assert f.evidence["upstream"] is True
+
+
+def test_a_no_grad_backbone_outside_the_optimizer_passes_with_a_note():
+    from broken_models_grad import NoGradBackbone
+    model = NoGradBackbone()
+    f = run(model, optimizer=torch.optim.Adam(model.head.parameters()))
+    assert f.status == "pass" and "frozen in effect" in f.message, f.message
+    assert all(n.startswith("backbone.") for n in f.evidence["outside_without_gradient"])
