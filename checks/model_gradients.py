@@ -1,9 +1,9 @@
 """model.gradients: do gradients reach every trainable parameter, finite and at a usable scale?
 
 Reads the shared base pass (the "base" fact). Extra passes run only when the base pass shows
-something to explain: a forward with hooks to tell unused modules from detached ones, a few optimizer steps
-on a copy to tell zero-init (alive after one step) from dead gradients, an anomaly-mode re-run to
-locate an in-place modification.
+something to explain: a forward with hooks to tell unused modules from detached ones, a few
+optimizer steps on a copy to tell zero-init (alive after one step) from dead gradients, an
+anomaly-mode re-run to locate an in-place modification.
 """
 from __future__ import annotations
 
