@@ -18,7 +18,7 @@ from cvdoctor.finding import Finding, failed, passed, skipped, warned
 from cvdoctor.model.context import rng_guard
 from cvdoctor.model.design import idle_by_design
 from cvdoctor.model.modules import (all_trainable_in, collapse_modules, held_by_optimizer,
-                                    module_names, param_owners)
+                                    module_names, no_gradient, param_owners)
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
@@ -176,8 +176,7 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
     # (a backbone run under torch.no_grad(), an optimizer over the decoder only): on purpose.
     held = held_by_optimizer(ctx.spec.model, ctx.spec.optimizer)
     outside = set() if held is None else {
-        n for n, g in grads.items() if n not in held and n not in by_design
-        and (g is None or not g.any())}
+        n for n, g in grads.items() if n not in held and n not in by_design and no_gradient(g)}
     missing = [n for n, g in grads.items() if g is None and n not in by_design
                and n not in outside]
     if missing:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from cvdoctor.finding import Finding, failed, passed, skipped, warned
-from cvdoctor.model.modules import module_names, param_owners, run_before_all
+from cvdoctor.model.modules import (held_by_optimizer, module_names, no_gradient, param_owners,
+                                    run_before_all)
 from cvdoctor.registry import register
 from cvdoctor.text import fmt_int, plural, quoted_names as name_list
 
@@ -70,16 +71,11 @@ def check(ctx) -> Finding | list[Finding]:
 
 def _outside_without_gradient(ctx, trainable) -> set[str]:
     """Trainable parameters the user's optimizer does not hold and that get no gradient."""
-    opt = ctx.spec.optimizer
-    if opt is None:
+    held = held_by_optimizer(ctx.spec.model, ctx.spec.optimizer)
+    if held is None:
         return set()
-    held = {id(p) for g in opt.param_groups for p in g["params"]}
     grads = ctx.fact("base").grads
-    return {n for n, p in trainable.items() if id(p) not in held and _no_gradient(grads.get(n))}
-
-
-def _no_gradient(grad) -> bool:
-    return grad is None or not bool(grad.any())
+    return {n for n in trainable if n not in held and no_gradient(grads.get(n))}
 
 
 def _coverage(ctx, trainable) -> list[Finding]:
@@ -95,7 +91,7 @@ def _coverage(ctx, trainable) -> list[Finding]:
     # A trainable parameter outside the optimizer that gets no gradient cannot train either way
     # (a backbone run under torch.no_grad()): frozen in effect, the pass note names it.
     missing = [n for n, p in trainable.items() if id(p) not in in_opt
-               and not _no_gradient(grads.get(n))]
+               and not no_gradient(grads.get(n))]
     stale = [(gi, p) for pid, (gi, p) in in_opt.items() if pid not in by_id and
              pid not in loss_params]
     n_trainable = sum(p.numel() for p in trainable.values())

@@ -18,9 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-
-def _idle(grad: torch.Tensor | None) -> bool:
-    return grad is None or not bool(grad.any())
+from cvdoctor.model.modules import no_gradient
 
 
 def idle_by_design(model: nn.Module, grads: Mapping[str, torch.Tensor | None]) -> dict[str, str]:
@@ -42,7 +40,7 @@ def idle_by_design(model: nn.Module, grads: Mapping[str, torch.Tensor | None]) -
                     if p.requires_grad and f"{at}{sub}.{n}" in grads]
 
         tokens = [trainable(f"output_hypernetworks_mlps.{i}") for i in range(len(mlps))]
-        live = [i for i, names in enumerate(tokens) if names and not all(_idle(grads[n])
+        live = [i for i, names in enumerate(tokens) if names and not all(no_gradient(grads[n])
                                                                          for n in names)]
         if not live:
             continue
@@ -50,7 +48,7 @@ def idle_by_design(model: nn.Module, grads: Mapping[str, torch.Tensor | None]) -
         mode = ("multimask_output=False returns mask token 0 only" if live == [0] else
                 f"the masks returned come from mask token{'s' if len(live) > 1 else ''} "
                 f"{', '.join(map(str, live))} only")
-        idle = {i: [n for n in names if _idle(grads[n])]
+        idle = {i: [n for n in names if no_gradient(grads[n])]
                 for i, names in enumerate(tokens) if i not in live}
         dropped = [i for i, names in idle.items() if names]
         for i in dropped:
@@ -60,7 +58,7 @@ def idle_by_design(model: nn.Module, grads: Mapping[str, torch.Tensor | None]) -
                               f"token{'s' if many else ''} {', '.join(map(str, dropped))} "
                               f"{'are' if many else 'is'} computed and sliced away")
         head = trainable("iou_prediction_head")
-        if head and all(_idle(grads[n]) for n in head):
+        if head and all(no_gradient(grads[n]) for n in head):
             for n in head:
                 reasons[n] = (f"{where}: the loss does not read the predicted IoU scores "
                               f"(iou_predictions), so its IoU head gets none")

@@ -41,6 +41,11 @@ def all_trainable_in(model: nn.Module, prefix: str, names: set[str]) -> bool:
     return bool(ps) and all(p in names for p in ps)
 
 
+def no_gradient(grad) -> bool:
+    """A parameter's gradient after backward is missing or exactly zero everywhere."""
+    return grad is None or not bool(grad.any())
+
+
 def held_by_optimizer(model: nn.Module, optimizer) -> set[str] | None:
     """Names of `model`'s parameters that `optimizer` holds (by identity); None without one."""
     if optimizer is None:
