@@ -6,7 +6,9 @@ BatchNorm on running statistics) on copies: zero the input, roll the samples, co
 of the output; and, through the gradient of a fixed random projection of the outputs, find input
 channels that reach nothing. A model whose last layer starts at zero (torchvision's ViT heads)
 is constant at init and fine after one optimizer step, so a constant output is judged again
-after one step of the user's optimizer before anything is reported.
+after one step of the user's optimizer before anything is reported; and a network whose fresh
+BatchNorm layers (running variance 1) shrink its eval-mode output to a constant is judged again
+with those layers holding the batch's statistics.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import copy
 
 from cvdoctor.finding import Finding, Problem, passed, report_problems, skipped
 from cvdoctor.model.facts import eval_forward_failed
-from cvdoctor.model.perturb import (batch_rows, dead_input_channels, input_use, traced_forward)
+from cvdoctor.model.perturb import (batch_rows, calibrate_batchnorm, dead_input_channels,
+                                    input_use, traced_forward)
 from cvdoctor.model.tensors import iter_tensors
 from cvdoctor.registry import register
 from cvdoctor.text import plural
@@ -48,11 +51,22 @@ def check(ctx) -> Finding | list[Finding]:
                 "output_scale": use.scale, "constant": use.constant}
     note = ""
     if use.ignores_input or use.constant:
+        use, model, calibrated = _with_batchnorm_calibrated(use, model, inputs, n, seed)
+        if calibrated:
+            evidence["batchnorm_calibrated"] = calibrated[:20]
+            if not (use.ignores_input or use.constant):
+                note = (f"; at init the eval-mode output is the same for every input because "
+                        f"{plural(len(calibrated), 'BatchNorm layer')} still "
+                        f"{'has' if len(calibrated) == 1 else 'have'} untrained running "
+                        f"statistics (mean 0, variance 1); with this batch's statistics the "
+                        f"samples get different outputs")
+    if use.ignores_input or use.constant:
         step = ctx.fact("one_step")
         if step.model is not None:
             stepped = copy.deepcopy(step.model).eval()
             rows = batch_rows(traced_forward(stepped, inputs, seed)[0], n)
             after = input_use(stepped, inputs, n, seed, rows)
+            after, stepped, _ = _with_batchnorm_calibrated(after, stepped, inputs, n, seed)
             evidence.update(after_step={"zero_change": after.zero_change,
                                         "roll_change": after.roll_change,
                                         "constant": after.constant})
@@ -92,6 +106,20 @@ def check(ctx) -> Finding | list[Finding]:
     if problems:
         return report_problems(TITLE, problems, ok, **evidence)
     return passed(TITLE, ok, **evidence)
+
+
+def _with_batchnorm_calibrated(use, model, inputs, n: int, seed: int):
+    """(use, model, calibrated layers): judged again on a copy whose untrained BatchNorm layers
+    hold this batch's statistics, when there are any; otherwise what was given."""
+    calibrated_model = copy.deepcopy(model)
+    try:
+        calibrated = calibrate_batchnorm(calibrated_model, inputs, seed)
+        if not calibrated:
+            return use, model, []
+        rows = batch_rows(traced_forward(calibrated_model, inputs, seed)[0], n)
+        return input_use(calibrated_model, inputs, n, seed, rows), calibrated_model, calibrated
+    except Exception:  # noqa: BLE001 - the train-mode pass failed: keep the eval judgement
+        return use, model, []
 
 
 def _blind(ctx, use, n: int, step) -> Problem:

@@ -60,6 +60,21 @@ def test_zero_init_head_is_constant_at_init_and_fine_after_one_step():
     assert f.evidence["constant"] is True and f.evidence["after_step"]["constant"] is False
 
 
+@pytest.mark.parametrize("build", [
+    lambda: __import__("torchvision").models.efficientnet_b0(weights=None, num_classes=10),
+    lambda: __import__("torchvision").models.googlenet(weights=None, num_classes=10,
+                                                        aux_logits=False, init_weights=True),
+], ids=["efficientnet_b0", "googlenet"])
+def test_fresh_batchnorm_that_shrinks_the_eval_output_is_not_an_input_blind_model(build):
+    """Stock torchvision networks whose small-init layers meet BatchNorm's untrained running
+    variance of 1: in eval mode at init every output is ~1e-13, whatever the input. Judged with
+    the batch's statistics they tell the samples apart, as they do once trained."""
+    f = single(build(), image_batch(8, size=64))
+    assert f.status == "pass", f.message
+    assert "untrained running statistics" in f.message and f.evidence["batchnorm_calibrated"]
+    assert f.evidence["constant"] is True  # the eval-mode reading at init that misled it
+
+
 def test_input_dependency_forward_reads_a_cached_tensor():
     f = single(CachedInput())
     assert (f.status, f.recipe) == ("fail", "output-ignores-input"), f.message

@@ -249,3 +249,44 @@ def dead_input_channels(model, inputs: Any, n: int, seed: int) -> list[tuple[int
         if channels and len(channels) < x.shape[1]:
             dead.append((i, channels))
     return dead
+
+
+# BatchNorm running statistics count as untrained up to this many updates: at init (0) and after
+# the one optimizer step a re-judgement takes (1), they are still ~(mean 0, variance 1).
+UNTRAINED_BN_UPDATES = 1
+
+
+def calibrate_batchnorm(model, inputs: Any, seed: int) -> list[str]:
+    """Give `model`'s untrained BatchNorm layers the running statistics of `inputs`, in place;
+    returns their names (empty: nothing to calibrate, `model` unchanged).
+
+    In eval mode a fresh BatchNorm divides by a running variance of 1. Where the layers before
+    it start small (torchvision's EfficientNet and GoogLeNet init), the activations shrink layer
+    after layer and the eval output of a healthy, untrained network is a constant ~1e-13: a
+    reading of the init, not of the model. One no-grad forward with only those layers in
+    training mode and a cumulative average (momentum None) sets their statistics to the
+    batch's, the way training would."""
+    untrained = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and \
+                module.track_running_stats and module.running_mean is not None:
+            count = module.num_batches_tracked
+            if count is not None and int(count) <= UNTRAINED_BN_UPDATES:
+                untrained.append((name, module))
+    if not untrained:
+        return []
+    was = model.training
+    model.eval()
+    momenta = []
+    for _, module in untrained:
+        momenta.append(module.momentum)
+        module.reset_running_stats()
+        module.momentum = None
+        module.train()
+    try:
+        traced_forward(model, inputs, seed)
+    finally:
+        for (_, module), momentum in zip(untrained, momenta):
+            module.momentum = momentum
+        model.train(was)
+    return [name or ROOT for name, _ in untrained]
