@@ -621,6 +621,17 @@ def test_initial_loss_over_confident_init():
     assert_finding(f, "warn", "initial-loss-too-high", "tolerable")
 
 
+def test_stock_torchvision_inits_that_start_high_warn_not_fail():
+    """MNASNet's head init (kaiming, fan_out) is tuned for 1000 classes: with 10 it starts at
+    ~4x ln 10 and still trains. Over-confident, worth a warning, not a broken model."""
+    from torchvision.models import mnasnet0_5
+    torch.manual_seed(0)
+    f = finding(mnasnet0_5(weights=None, num_classes=10), image_batch(8, size=64),
+                "model.initial_loss")
+    assert_finding(f, "warn", "initial-loss-too-high", "over-confident")
+    assert f.evidence["logit_std"] > 3  # it does start well above ln 10
+
+
 class ShallowNoBN(nn.Module):
     def __init__(self):
         super().__init__()
