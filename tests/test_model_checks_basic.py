@@ -614,7 +614,7 @@ def _scaled(model, scale):
 
 def test_initial_loss_over_confident_init():
     torch.manual_seed(0)
-    f = finding(_scaled(SmallCNN(), 60), image_batch(16), "model.initial_loss")
+    f = finding(_scaled(SmallCNN(), 150), image_batch(16), "model.initial_loss")
     assert_finding(f, "fail", "initial-loss-too-high", "over-confident", "ln 10")
     torch.manual_seed(0)
     f = finding(_scaled(SmallCNN(), 9), image_batch(16), "model.initial_loss")
@@ -623,7 +623,7 @@ def test_initial_loss_over_confident_init():
 
 def test_stock_torchvision_inits_that_start_high_warn_not_fail():
     """MNASNet's head init (kaiming, fan_out) is tuned for 1000 classes: with 10 it starts at
-    ~4x ln 10 and still trains. Over-confident, worth a warning, not a broken model."""
+    4-7x ln 10 and still trains. Over-confident, worth a warning, not a broken model."""
     from torchvision.models import mnasnet0_5
     torch.manual_seed(0)
     f = finding(mnasnet0_5(weights=None, num_classes=10), image_batch(8, size=64),
