@@ -111,13 +111,17 @@ def _diagnose(ctx, task: Task, base):
     if main.verdict == "stalled":
         return _stalled_finding(task, main, ev, rerun)
     # unclear: ran out of time with some but not enough movement
-    if not budgeted and main.progress > 0:
+    if not budgeted and (main.progress > 0 or main.steps < MIN_JUDGE_STEPS):
         # The default cap is wall time: a slow model or a busy machine ends the run before any
-        # verdict, while the loss goes down. Not being asked for a long run, say so without an
-        # alarm; with --budget the user asked for the time, and a run still undecided warns.
+        # verdict, while the loss goes down or after too few steps to call it flat (a VGG on
+        # the CPU takes one step in the cap; Adam's first step often raises the loss). Not
+        # being asked for a long run, say so without an alarm; with --budget the user asked for
+        # the time, and a run still undecided warns.
+        how = ("while the loss went down" if main.progress > 0 else
+               f"after {main.steps} step{'s' if main.steps != 1 else ''}, too few to judge")
         return skipped(TITLE, f"not judged: the default {MAIN_CAP_S:g} s cap ended the run "
-                              f"before a verdict (a slow model or a busy machine), while the "
-                              f"loss went down: {main.summary(task)}; --budget 30 (or "
+                              f"before a verdict (a slow model or a busy machine), {how}: "
+                              f"{main.summary(task)}; --budget 30 (or "
                               f"check_model(..., budget=30)) trains until it can tell", **ev)
     why = (f"the --budget ({ctx.budget_s:g} s)" if budgeted
            else f"the default {MAIN_CAP_S:g} s cap")

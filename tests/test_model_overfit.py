@@ -224,6 +224,24 @@ def test_a_slow_machine_without_budget_is_not_judged_rather_than_warned(monkeypa
         (f.status, f.message)
 
 
+def test_a_slow_machine_without_budget_and_too_few_steps_is_not_judged(monkeypatch):
+    """A VGG on the CPU takes one step inside the default cap, and Adam's first step often
+    raises the loss: no progress after a step or two is no evidence either way."""
+    import sys
+
+    import cvdoctor.model.overfit as overfit_module
+    from cvdoctor.registry import get_check
+
+    check_module = sys.modules[get_check("model.overfit_batch").func.__module__]
+    monkeypatch.setattr(check_module, "MAIN_CAP_S", 0.02)
+    monkeypatch.setattr(overfit_module, "HARD_CAP_FACTOR", 1)
+    torch.manual_seed(0)
+    model = SmallCNN()
+    f = overfit(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), budget=None)
+    assert f.status == "skip" and "too few to judge" in f.message, (f.status, f.message)
+    assert f.evidence["main"]["steps"] < overfit_module.MIN_JUDGE_STEPS
+
+
 @pytest.mark.parametrize("budget", [0.2, 0.5])
 def test_short_budget_on_a_broken_setup_does_not_fail_for_want_of_time(budget):
     torch.manual_seed(0)
