@@ -402,9 +402,14 @@ def _exploding(ratios: dict[str, float], grads) -> Finding | None:
            "lower the lr and clip: `clip_grad_norm_(model.parameters(), 1.0)`.")
     evidence = dict(parameter=name, ratio=r, grad_norm=gnorm, parameters=big[:20])
     if r >= EXPLODING_FAIL:
-        return failed(TITLE, msg, fix, "exploding-gradients", **evidence)
-    return warned(TITLE, msg + " (Adam and clipping can absorb this; SGD cannot)", fix,
-                  "exploding-gradients", **evidence)
+        finding = failed(TITLE, msg, fix, "exploding-gradients", **evidence)
+    else:
+        finding = warned(TITLE, msg + " (Adam and clipping can absorb this; SGD cannot)", fix,
+                         "exploding-gradients", **evidence)
+    # Huge logits at init (an over-confident head, raw pixels) make huge gradients: when
+    # model.initial_loss reports that, this finding is its consequence, shown under it.
+    finding.follows = ("initial-loss-too-high", "unnormalized-input")
+    return finding
 
 
 def _vanishing(model, ratios, trainable) -> Finding | None:

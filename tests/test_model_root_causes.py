@@ -50,6 +50,21 @@ def test_wide_head_fails_output_and_the_initial_loss_follows():
     _pair(report, "model.output", "model.initial_loss", "head-size-mismatch")
 
 
+def test_an_over_confident_init_warns_and_the_large_gradients_follow():
+    """Stock MNASNet with a 10-class head: logits ~6x too large at init, so the first gradients
+    are large too. One cause, shown once, with the gradient warning under it."""
+    from torchvision.models import mnasnet0_5
+    torch.manual_seed(0)
+    report = cvdoctor.check_model(mnasnet0_5(weights=None, num_classes=10),
+                                  image_batch(8, size=64),
+                                  select=["model.initial_loss", "model.gradients"])
+    (cause,) = report.get_all("model.initial_loss")
+    assert (cause.status, cause.recipe) == ("warn", "initial-loss-too-high"), cause.message
+    (grad,) = report.get_all("model.gradients")
+    assert grad.recipe == "exploding-gradients" and grad.caused_by == "model.initial_loss", grad
+    assert "follows from model.initial_loss" in str(report)
+
+
 @pytest.mark.parametrize("cast", ["batch_float64", "model_half"])
 def test_dtype_mismatch_fails_dtype_and_the_forward_follows(cast):
     x, y = image_batch(8)
