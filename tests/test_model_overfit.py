@@ -173,6 +173,44 @@ def test_weight_decay_too_strong_confirmed_by_zero_decay_rerun():
     assert f.evidence["main"]["weight_ratio"] < 0.5  # the decay shrank the weights
 
 
+class PixelLinear(nn.Module):
+    """A 1x1 convolution: a per-pixel linear classifier, healthy, but it cannot memorize random
+    per-pixel labels; its loss falls steadily and slowly."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.c(x)
+
+
+class MutedLogits(PixelLinear):
+    """Logits scaled by 1e-6: gradients reach the weights, the loss cannot move."""
+
+    def forward(self, x):
+        return self.c(x) * 1e-6
+
+
+def _noise_masks():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 4, (4, 32, 32), generator=g)
+
+
+def test_a_loss_that_falls_too_slowly_warns_instead_of_failing():
+    torch.manual_seed(0)
+    f = overfit(PixelLinear(), batch=_noise_masks())
+    assert (f.status, f.recipe) == ("warn", "overfit-no-progress"), f.message
+    assert "falls too slowly" in f.message and f.evidence["main"]["progress"] > 0.01
+
+
+def test_a_loss_that_does_not_move_at_any_learning_rate_still_fails():
+    torch.manual_seed(0)
+    f = overfit(MutedLogits(), batch=_noise_masks())
+    assert (f.status, f.recipe) == ("fail", "overfit-no-progress"), f.message
+    assert "cause not confirmed" in f.message
+
+
 def test_dead_network_is_flat_with_zero_gradients():
     torch.manual_seed(0)
     f = overfit(DeadReluCNN())
