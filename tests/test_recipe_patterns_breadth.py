@@ -30,6 +30,7 @@ MINE = (
     "segmentation-fault", "process-killed-oom", "ultralytics-amp-check",
     "ultralytics-nms-time-limit", "sam-input-format", "hub-ssl-certificate",
     "target-not-class-indices", "torch-save-failed", "data-path-missing",
+    "dataloader-unpicklable", "cuda-async-error", "scheduler-before-optimizer",
 )
 
 # Patterns issue 11 added to recipes other tables own: (recipe, pattern) must each be exercised.
@@ -56,6 +57,8 @@ ADDED = {
     "yolo-class-out-of-range": [r"Label class \d+(?:\.\d+)? exceeds nc"],
     "unet-shape-mismatch": [r"Sizes of tensors must match except in dimension \d+",
                             "inconsistent tensor sizes"],
+    # default_collate inside a worker: the shared-memory batch cannot grow
+    "collate-unequal-sizes": ["Trying to resize storage"],
 }
 
 
@@ -70,6 +73,13 @@ def tb(*frames: str, error: str, py: str = "/usr/local/lib/python3.10/site-packa
 
 def ranked(text: str) -> list[tuple[str, float]]:
     return [(m.recipe, m.score) for m in match_text(text)]
+
+
+# What torch 2.x appends to every CUDA error it raises.
+CUDA_TAIL = ("\nCUDA kernel errors might be asynchronously reported at some other API call, so the "
+             "stacktrace below might be incorrect.\nFor debugging consider passing "
+             "CUDA_LAUNCH_BLOCKING=1\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side "
+             "assertions.")
 
 
 FIRST = [
@@ -366,6 +376,170 @@ FIRST = [
                              error="RuntimeError: Dataset not found or corrupted. You can use "
                                    "download=True to download it")),
 
+    # --- dataloader-unpicklable (the first: a real spawn run here, Python 3.11 and torch 2.x; the
+    # Python 3.13/3.14 wordings from a real 3.13 run and CPython 3.14's pickle.py)
+    ("dataloader-unpicklable",
+     "/home/kai/seg/.venv/lib/python3.11/site-packages/torch/utils/data/dataloader.py:438: "
+     "UserWarning: Got pickle error when attempting to start a worker Process. This might be "
+     "because the worker Process arguments are not picklable. Python 3.14+ changed the "
+     "multiprocessing start method in non-Mac POSIX platforms to 'forkserver', which requires the "
+     "worker Process arguments to be picklable. You can also try "
+     "multiprocessing.set_start_method('fork').\n  return _MultiProcessingDataLoaderIter(self)\n"
+     + tb("/home/kai/seg/train.py:88:main:for images, masks in train_loader:",
+          "$PY/torch/utils/data/dataloader.py:505:__iter__:return self._get_iterator()",
+          "$PY/torch/utils/data/dataloader.py:438:_get_iterator:return "
+          "_MultiProcessingDataLoaderIter(self)",
+          "$PY/torch/utils/data/dataloader.py:1178:__init__:w.start()",
+          "/usr/lib/python3.11/multiprocessing/process.py:121:start:self._popen = self._Popen(self)",
+          "/usr/lib/python3.11/multiprocessing/context.py:288:_Popen:return Popen(process_obj)",
+          "/usr/lib/python3.11/multiprocessing/popen_spawn_posix.py:47:_launch:"
+          "reduction.dump(process_obj, fp)",
+          "/usr/lib/python3.11/multiprocessing/reduction.py:60:dump:"
+          "ForkingPickler(file, protocol).dump(obj)",
+          error="AttributeError: Can't pickle local object 'build_loaders.<locals>.<lambda>'",
+          py="/home/kai/seg/.venv/lib/python3.11/site-packages")),
+    ("dataloader-unpicklable",
+     '  File "C:\\Users\\mei\\miniconda3\\envs\\cv\\lib\\multiprocessing\\popen_spawn_win32.py", '
+     'line 93, in __init__\n    reduction.dump(process_obj, to_child)\n'
+     '  File "C:\\Users\\mei\\miniconda3\\envs\\cv\\lib\\multiprocessing\\reduction.py", line 60, '
+     "in dump\n    ForkingPickler(file, protocol).dump(obj)\n"
+     "AttributeError: Can't pickle local object 'make_transforms.<locals>.<lambda>'"),
+    ("dataloader-unpicklable", "AttributeError: Can't get local object "
+     "'SegDataset.__init__.<locals>.to_tensor'"),
+    ("dataloader-unpicklable", tb(
+        "/srv/det/train.py:120:fit:for step, (images, targets) in enumerate(loader):",
+        "$PY/torch/utils/data/dataloader.py:1178:__init__:w.start()",
+        "/usr/lib/python3.14/multiprocessing/popen_forkserver.py:47:_launch:"
+        "reduction.dump(process_obj, buf)",
+        "/usr/lib/python3.14/multiprocessing/reduction.py:60:dump:"
+        "ForkingPickler(file, protocol).dump(obj)",
+        error="_pickle.PicklingError: Can't pickle local object <function "
+              "get_loader.<locals>.collate at 0x7f2a1c3b8e00>\nwhen serializing tuple item 5\n"
+              "when serializing dict item '_args'",
+        py="/usr/lib/python3.14/site-packages")),
+    ("dataloader-unpicklable", "_pickle.PicklingError: Can't pickle <function <lambda> at "
+     "0x00000213C1F0E8B0>: attribute lookup <lambda> on datasets.augment failed"),
+    ("dataloader-unpicklable", "_pickle.PicklingError: Can't pickle <function <lambda> at "
+     "0x7f51d2a0c4a0>: it's not found as __main__.<lambda>"),
+    ("dataloader-unpicklable", "_pickle.PicklingError: Can't pickle <function center_crop at "
+     "0x000001D2F4A3B1F0>: it's not the same object as transforms.center_crop"),
+    ("dataloader-unpicklable", "PicklingError: Can't pickle <function Augment.<lambda> at "
+     "0x7fd0e8a1b9c0>: attribute lookup Augment.<lambda> on __main__ failed"),
+    ("dataloader-unpicklable", tb(
+        "/Users/lena/cls/train.py:64:<module>:for x, y in loader:",
+        "$PY/torch/utils/data/dataloader.py:1178:__init__:w.start()",
+        "/opt/homebrew/lib/python3.12/multiprocessing/popen_spawn_posix.py:47:_launch:"
+        "reduction.dump(process_obj, fp)",
+        "/opt/homebrew/lib/python3.12/multiprocessing/reduction.py:60:dump:"
+        "ForkingPickler(file, protocol).dump(obj)",
+        error="_pickle.PicklingError: Can't pickle <function normalize at 0x10f3c2de0>: it's not "
+              "the same object as __main__.normalize",
+        py="/Users/lena/cls/.venv/lib/python3.12/site-packages")),
+    ("dataloader-unpicklable",
+     '  File "D:\\proj\\lsun\\venv\\lib\\multiprocessing\\popen_spawn_win32.py", line 93, in '
+     "__init__\n    reduction.dump(process_obj, to_child)\n"
+     '  File "D:\\proj\\lsun\\venv\\lib\\multiprocessing\\reduction.py", line 60, in dump\n'
+     "    ForkingPickler(file, protocol).dump(obj)\nTypeError: cannot pickle 'Environment' object"),
+    ("dataloader-unpicklable",
+     '  File "C:\\Anaconda3\\lib\\multiprocessing\\reduction.py", line 60, in dump\n'
+     "    ForkingPickler(file, protocol).dump(obj)\nTypeError: can't pickle _thread.RLock objects"),
+    # the parent fails to pickle, then the spawned child (which got nothing) reports last
+    ("dataloader-unpicklable",
+     "    ForkingPickler(file, protocol).dump(obj)\n"
+     "TypeError: cannot pickle '_io.BufferedReader' object\n"
+     "Traceback (most recent call last):\n"
+     '  File "<string>", line 1, in <module>\n'
+     '  File "C:\\Python310\\lib\\multiprocessing\\spawn.py", line 116, in spawn_main\n'
+     "    exitcode = _main(fd, parent_sentinel)\n"
+     '  File "C:\\Python310\\lib\\multiprocessing\\spawn.py", line 126, in _main\n'
+     "    self = reduction.pickle.load(from_parent)\nEOFError: Ran out of input"),
+    ("dataloader-unpicklable",
+     "Traceback (most recent call last):\n"
+     '  File "<string>", line 1, in <module>\n'
+     '  File "E:\\envs\\det\\lib\\multiprocessing\\spawn.py", line 105, in spawn_main\n'
+     "    exitcode = _main(fd)\n"
+     '  File "E:\\envs\\det\\lib\\multiprocessing\\spawn.py", line 115, in _main\n'
+     "    self = reduction.pickle.load(from_parent)\nEOFError: Ran out of input"),
+    ("dataloader-unpicklable", "    raise RuntimeError('''\nRuntimeError:\n"
+     "        An attempt has been made to start a new process before the\n"
+     "        current process has finished its bootstrapping phase.\n\n"
+     "        This probably means that you are not using fork to start your\n"
+     "        child processes and you have forgotten to use the proper idiom\n"
+     "        in the main module:\n\n"
+     "            if __name__ == '__main__':\n                freeze_support()\n"
+     "                ...\n"),
+    # the child's bootstrapping error, then the parent's summary: the cause still ranks first
+    ("dataloader-unpicklable",
+     "RuntimeError:\n        An attempt has been made to start a new process before the\n"
+     "        current process has finished its bootstrapping phase.\n\n"
+     "        The \"freeze_support()\" line can be omitted if the program\n"
+     "        is not going to be frozen to produce an executable.\n"
+     + tb("C:\\Users\\mei\\cls\\train.py:40:<module>:for images, labels in train_loader:",
+          "$PY/torch/utils/data/dataloader.py:1285:_try_get_data:raise RuntimeError(f'DataLoader "
+          "worker (pid(s) {pids_str}) exited unexpectedly') from e",
+          error="RuntimeError: DataLoader worker (pid(s) 15872, 9044) exited unexpectedly",
+          py="C:\\Users\\mei\\cls\\venv\\Lib\\site-packages")),
+    # --- cuda-async-error (torch 2.x wordings from c10's CUDA check, older THC wordings)
+    ("cuda-async-error", "RuntimeError: CUDA error: device-side assert triggered"),
+    ("cuda-async-error", tb("/home/ana/det/engine.py:212:train_one_epoch:running += "
+                            "loss.item() * images.size(0)",
+                            error="RuntimeError: CUDA error: device-side assert triggered"
+                                  + CUDA_TAIL)),
+    ("cuda-async-error", tb("/workspace/seg/metrics.py:18:pixel_acc:correct = (pred == "
+                            "target).sum().item()",
+                            error="torch.AcceleratorError: CUDA error: device-side assert triggered\n"
+                                  "Search for `cudaErrorAssert' in https://docs.nvidia.com/cuda/"
+                                  "cuda-runtime-api/group__CUDART__TYPES.html for more information."
+                                  + CUDA_TAIL)),
+    ("cuda-async-error", "RuntimeError: CUDA error: an illegal memory access was encountered"
+                         + CUDA_TAIL),
+    ("cuda-async-error", "RuntimeError: cuda runtime error (59) : device-side assert triggered at "
+                         "/pytorch/aten/src/THC/generic/THCTensorCopy.cpp:20"),
+    ("cuda-async-error", "THCudaCheck FAIL file=/pytorch/aten/src/THC/THCCachingHostAllocator.cpp "
+                         "line=278 error=700 : an illegal memory access was encountered"),
+    # a gather index past its dimension: the kernel's assert printed after the Python error
+    ("cuda-async-error", "RuntimeError: CUDA error: device-side assert triggered" + CUDA_TAIL
+     + "\n/opt/pytorch/aten/src/ATen/native/cuda/ScatterGatherKernel.cu:144: operator(): block: "
+       "[0,0,0], thread: [7,0,0] Assertion `idx_dim >= 0 && idx_dim < index_size && \"index out "
+       "of bounds\"` failed."),
+    # an embedding id past the table, asserted in IndexKernel.cu before the Python error
+    ("cuda-async-error", "/opt/pytorch/aten/src/ATen/native/cuda/Indexing.cu:1289: "
+     "indexSelectLargeIndex: block: [41,0,0], thread: [64,0,0] Assertion `srcIndex < "
+     "srcSelectDimSize` failed.\n"
+     + tb("/home/ana/ocr/model.py:51:forward:x = self.embed(tokens) + self.pos",
+          error="RuntimeError: CUDA error: device-side assert triggered" + CUDA_TAIL)),
+    ("cuda-async-error", "terminate called after throwing an instance of 'c10::Error'\n"
+     "  what():  CUDA error: an illegal memory access was encountered\n"
+     "Search for `cudaErrorIllegalAddress' in https://docs.nvidia.com/cuda/cuda-runtime-api/"
+     "group__CUDART__TYPES.html for more information.\n"
+     "Exception raised from c10_cuda_check_implementation at /pytorch/c10/cuda/"
+     "CUDAException.cpp:43 (most recent call first):"),
+    # --- scheduler-before-optimizer (the first: this machine's torch, a real run)
+    ("scheduler-before-optimizer", "/home/kai/cls/train.py:97: UserWarning: Detected call of "
+     "`lr_scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and later, you should "
+     "call them in the opposite order: `optimizer.step()` before `lr_scheduler.step()`.  Failure "
+     "to do this will result in PyTorch skipping the first value of the learning rate schedule. "
+     "See more details at https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate\n"
+     "  scaler.step(optimizer); scaler.update(); scheduler.step()"),
+    ("scheduler-before-optimizer", "/opt/conda/lib/python3.8/site-packages/torch/optim/"
+     "lr_scheduler.py:131: UserWarning: Detected call of `lr_scheduler.step()` before "
+     "`optimizer.step()`. In PyTorch 1.1.0 and later, you should call them in the opposite "
+     "order: `optimizer.step()` before `lr_scheduler.step()`.  Failure to do this will result in "
+     "PyTorch skipping the first value of the learning rate schedule. See more details at "
+     "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate\n"
+     "  warnings.warn(\"Detected call of `lr_scheduler.step()` before `optimizer.step()`. \""),
+    # pasted through Markdown: the backticks are gone, the lines wrapped
+    ("scheduler-before-optimizer", "UserWarning: Detected call of lr_scheduler.step() before "
+     "optimizer.step(). In PyTorch 1.1.0 and\nlater, you should call them in the opposite order: "
+     "optimizer.step() before\nlr_scheduler.step()."),
+    ("scheduler-before-optimizer", "you should call them in the opposite order: "
+     "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this will result in PyTorch "
+     "skipping the first value of the learning rate schedule."),
+    ("scheduler-before-optimizer", "/home/kai/cls/train.py:61: UserWarning: Seems like "
+     "`optimizer.step()` has been overridden after learning rate scheduler initialization. "
+     "Please, make sure to call `optimizer.step()` before `lr_scheduler.step()`. See more details "
+     "at https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"),
+
     # --- patterns added to recipes owned by other tables
     ("tensor-does-not-require-grad", "RuntimeError: element 3 of tensors does not require grad and "
      "does not have a grad_fn"),
@@ -440,6 +614,19 @@ FIRST = [
      "Expected size 17 but got size 16 for tensor number 1 in the list."),
     ("unet-shape-mismatch", "RuntimeError: inconsistent tensor sizes at /pytorch/torch/lib/THC/"
      "generic/THCTensorMath.cu:157"),
+    # default_collate inside a worker (a real run here: the first sample is the larger one)
+    ("collate-unequal-sizes", "RuntimeError: Caught RuntimeError in DataLoader worker process 0.\n"
+     + tb("$PY/torch/utils/data/_utils/worker.py:375:_worker_loop:data = fetcher.fetch(index)",
+          "$PY/torch/utils/data/_utils/fetch.py:57:fetch:return self.collate_fn(data)",
+          "$PY/torch/utils/data/_utils/collate.py:401:default_collate:return collate(batch, "
+          "collate_fn_map=default_collate_fn_map)",
+          "$PY/torch/utils/data/_utils/collate.py:274:collate_tensor_fn:out = "
+          "elem.new(storage).resize_(len(batch), *list(elem.size()))",
+          error="RuntimeError: Trying to resize storage that is not resizable")
+     .replace("Traceback (most recent call last)", "Original Traceback (most recent call last)")),
+    ("collate-unequal-sizes", "RuntimeError: Trying to resize storage that is not resizable"),
+    ("collate-unequal-sizes", "RuntimeError: Trying to resize storage that is not resizable at "
+     "/opt/conda/conda-bld/pytorch_1579022060824/work/aten/src/TH/THStorageFunctions.cpp:87"),
 ]
 
 # Must match none of the new recipes (most match nothing at all).
@@ -468,7 +655,6 @@ UNRELATED = [
     "https://api.github.com/user",
     "ssl.SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1129)",
     "PermissionError: [Errno 13] Permission denied: '/var/log/app.log'",
-    "RuntimeError: CUDA error: device-side assert triggered",
     "datasets.exceptions.DatasetNotFoundError: Dataset 'org/name' doesn't exist on the Hub",
     # An HTTP 401/403 from any other service (an API, a scraper) is not a weight download.
     "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url: https://api.example.com/v2/items",
@@ -476,11 +662,76 @@ UNRELATED = [
     "HTTP request sent, awaiting response... 403 Forbidden\nERROR 403: Forbidden.",
     "epoch 3 loss 0.231 acc 0.91 lr 0.001 -- outputs saved to runs/exp3",
     "AssertionError: expected 3 images, got 2",
+    # pickling errors outside a worker start: torch.save of a model holding a lock, a class
+    # reloaded after the model was built, a deepcopy, an unrelated pickle.load of an empty file
+    tb("/home/kai/cls/train.py:140:save:torch.save(model, 'runs/exp1/last.pt')",
+       "$PY/torch/serialization.py:1003:save:_save(",
+       "$PY/torch/serialization.py:1253:_save:pickler.dump(obj)",
+       error="TypeError: cannot pickle '_thread.lock' object"),
+    tb("/home/kai/cls/train.py:140:save:torch.save(model, 'runs/exp1/last.pt')",
+       "$PY/torch/serialization.py:1253:_save:pickler.dump(obj)",
+       error="_pickle.PicklingError: Can't pickle <class 'models.resnet.ResNet'>: it's not the "
+             "same object as models.resnet.ResNet"),
+    "TypeError: cannot pickle '_thread.RLock' object",
+    "EOFError: Ran out of input",
+    # other CUDA errors have their own recipes
+    "RuntimeError: CUDA error: out of memory" + CUDA_TAIL,
+    "RuntimeError: CUDA error: invalid device ordinal" + CUDA_TAIL,
+    "RuntimeError: CUDA error: no kernel image is available for execution on the device" + CUDA_TAIL,
+    "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED",
+    # other scheduler warnings
+    "UserWarning: The epoch parameter in `scheduler.step()` was not necessary and is being "
+    "deprecated where possible. Please use `scheduler.step()` to step the scheduler.",
+    "UserWarning: To get the last learning rate computed by the scheduler, please use "
+    "`get_last_lr()`.",
+    "Epoch 3: lr 0.000100 -> 0.000050 (scheduler.step() after optimizer.step())",
 ]
 
 
 def _ids(cases):
     return [f"{rid}-{i}" for i, (rid, _) in enumerate(cases)]
+
+
+# Messages the new recipes also match, or come close to, that another recipe owns: it must rank
+# first (a device-side assert whose assertion names the loss is a label out of range; the plain
+# `EOFError: Ran out of input` of torch.load is a cut checkpoint; a worker killed by a signal).
+OWNED_ELSEWHERE = [
+    ("target-out-of-bounds",
+     "../aten/src/ATen/native/cuda/Loss.cu:250: nll_loss_forward_reduce_cuda_kernel_2d: block: "
+     "[0,0,0], thread: [12,0,0] Assertion `t >= 0 && t < n_classes` failed.\n"
+     + tb("/home/ana/cls/train.py:77:train:loss.backward()",
+          "$PY/torch/_tensor.py:648:backward:torch.autograd.backward(",
+          error="RuntimeError: CUDA error: device-side assert triggered" + CUDA_TAIL)),
+    # the assertion printed after the Python error (stderr and stdout interleaved)
+    ("target-out-of-bounds",
+     "[rank1]: RuntimeError: CUDA error: device-side assert triggered" + CUDA_TAIL.replace(
+         "\n", "\n[rank1]: ")
+     + "\n\n../aten/src/ATen/native/cuda/Loss.cu:250: nll_loss_forward_reduce_cuda_kernel_2d: "
+       "block: [0,0,0], thread: [3,0,0] Assertion `t >= 0 && t < n_classes` failed."),
+    ("target-out-of-bounds",
+     tb("/home/ana/seg/train.py:40:<module>:loss = F.cross_entropy(logits, masks)",
+        "$PY/torch/nn/functional.py:3494:cross_entropy:return torch._C._nn.cross_entropy_loss("
+        "input, target, weight, _Reduction.get_enum(reduction), ignore_index, label_smoothing)",
+        error="RuntimeError: CUDA error: device-side assert triggered")),
+    ("target-out-of-bounds",
+     "/pytorch/aten/src/THCUNN/ClassNLLCriterion.cu:106: cunn_ClassNLLCriterion_updateOutput_"
+     "kernel: block: [0,0,0], thread: [2,0,0] Assertion `t >= 0 && t < n_classes` failed.\n"
+     "RuntimeError: cuda runtime error (59) : device-side assert triggered at "
+     "/pytorch/aten/src/THC/generic/THCStorage.cpp:36"),
+    ("cudnn-execution-failed", "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"),
+    ("gpu-busy-unavailable", "RuntimeError: CUDA error: CUDA-capable device(s) is/are busy or "
+                             "unavailable" + CUDA_TAIL),
+    ("checkpoint-truncated",
+     tb("/home/kai/cls/eval.py:12:<module>:state = torch.load('best.pt', map_location='cpu')",
+        "$PY/torch/serialization.py:1554:load:return _legacy_load(",
+        "$PY/torch/serialization.py:1802:_legacy_load:magic_number = pickle_module.load(f, "
+        "**pickle_load_args)",
+        error="EOFError: Ran out of input")),
+    ("dataloader-worker-crash", "RuntimeError: DataLoader worker (pid(s) 28763, 28764) exited "
+                                "unexpectedly"),
+    ("collate-unequal-sizes", "RuntimeError: stack expects each tensor to be equal size, but got "
+                              "[3, 256, 341] at entry 0 and [3, 256, 256] at entry 1"),
+]
 
 
 def test_every_recipe_here_exists():
@@ -494,6 +745,12 @@ def test_realistic_message_ranks_its_recipe_first(recipe_id, text):
     matches = match_text(text)
     assert matches, f"nothing matched; expected {recipe_id}"
     assert matches[0].recipe == recipe_id, f"expected {recipe_id} first, got {ranked(text)}"
+
+
+@pytest.mark.parametrize("owner,text", OWNED_ELSEWHERE, ids=_ids(OWNED_ELSEWHERE))
+def test_problems_owned_by_other_recipes_are_not_claimed(owner, text):
+    matches = match_text(text)
+    assert matches and matches[0].recipe == owner, ranked(text)
 
 
 @pytest.mark.parametrize("text", UNRELATED)
