@@ -177,3 +177,31 @@ def test_an_unrelated_final_exception_leaves_earlier_matches_off_the_error():
 def test_error_line_ignores_warnings_and_plain_logs():
     assert error_line("epoch 3 loss=0.41\nall good\n") is None
     assert error_line("UserWarning: something odd\n") is None
+
+
+def test_line_bounds_searched_within_the_cap_are_the_same_as_searched_to_the_ends():
+    """_line_bounds searches only within _LINE_CAP around the position (a search for a "\\r"
+    that a log never holds used to read to the end of the text on every call). The bounds it
+    returns must be exactly those of an unbounded search, capped."""
+    import random
+
+    from cvdoctor import catalog
+
+    def reference(text, pos, lo=0, hi=None):
+        hi = len(text) if hi is None else hi
+        start = max(text.rfind("\n", lo, pos), text.rfind("\r", lo, pos)) + 1
+        start = max(start, lo, pos - catalog._LINE_CAP // 2)
+        ends = [e for e in (text.find("\n", pos, hi), text.find("\r", pos, hi)) if e != -1]
+        return start, min(min(ends) if ends else hi, pos + catalog._LINE_CAP // 2)
+
+    rng = random.Random(0)
+    cap = catalog._LINE_CAP
+    for _ in range(400):
+        n = rng.randint(1, 4 * cap)
+        text = "".join(rng.choice("ab\n\r") if rng.random() < rng.choice([0.001, 0.05, 0.5])
+                       else "x" for _ in range(n))
+        pos = rng.randint(0, n)
+        lo = rng.randint(0, pos)
+        hi = rng.choice([None, rng.randint(pos, n)])
+        assert catalog._line_bounds(text, pos, lo, hi) == reference(text, pos, lo, hi), \
+            (n, pos, lo, hi)
