@@ -140,3 +140,24 @@ def test_a_no_grad_backbone_outside_the_optimizer_passes_with_a_note():
     f = run(model, optimizer=torch.optim.Adam(model.head.parameters()))
     assert f.status == "pass" and "frozen in effect" in f.message, f.message
     assert all(n.startswith("backbone.") for n in f.evidence["outside_without_gradient"])
+
+
+def test_a_vit_backbone_left_out_with_its_root_tokens_warns_like_a_cnn_backbone():
+    """timm's ViT holds cls_token and pos_embed on the root module; with the optimizer over the
+    head only they are part of the feature extractor left trainable, not a forgotten head."""
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4)
+    f = run(model, optimizer=torch.optim.Adam(model.head.parameters()))
+    assert (f.status, f.recipe) == ("warn", "optimizer-missing-params"), f.message
+    assert "cls_token" in f.evidence["parameters"] and f.evidence["upstream"] is True
+
+
+def test_a_root_token_alone_left_out_still_fails():
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4)
+    held = [p for n, p in model.named_parameters() if n != "cls_token"]
+    f = run(model, optimizer=torch.optim.Adam(held))
+    assert (f.status, f.recipe) == ("fail", "optimizer-missing-params"), f.message
+    assert "`cls_token`" in f.message
