@@ -219,7 +219,7 @@ def _judge_grads(ctx, trainable, n_trainable, frozen_note) -> list[Finding]:
                  f"`torch.no_grad()` or unused), `requires_grad_(False)` would say so")
     live = len(trainable) - len(by_design) - len(outside)
     if top[0] is None:
-        return [passed(TITLE, f"nothing in the optimizer is left without a gradient{note}"
+        return [passed(TITLE, f"every trainable tensor is accounted for{note}"
                        f"{frozen_note}", zero_at_init=len(zero), idle_by_design=by_design,
                        outside_optimizer=sorted(outside))]
     judged = count if live == len(trainable) else f"{live} other trainable tensors"

@@ -37,15 +37,15 @@ def check(ctx) -> Finding | list[Finding]:
         return skipped(TITLE, "the model has no trainable parameters (model.gradients reports it)")
 
     findings: list[Finding] = []
+    idle = _outside_without_gradient(ctx, trainable)
     if spec.optimizer is not None:
         source = f"the given {type(spec.optimizer).__name__}"
-        findings.extend(_coverage(ctx, trainable))
+        findings.extend(_coverage(ctx, trainable, idle))
     elif spec.optimizer_factory is not None:
         source = "the optimizer built by the given factory (it gets all parameters)"
     else:
         source = "no optimizer given: the default Adam(lr=1e-3)"
 
-    idle = _outside_without_gradient(ctx, trainable)
     missing = {p for f in findings if f.recipe == "optimizer-missing-params"
                for p in f.evidence.get("parameters", [])}
     moved = _step_moves(ctx, trainable, skip=missing)
@@ -72,13 +72,13 @@ def check(ctx) -> Finding | list[Finding]:
 def _outside_without_gradient(ctx, trainable) -> set[str]:
     """Trainable parameters the user's optimizer does not hold and that get no gradient."""
     held = held_by_optimizer(ctx.spec.model, ctx.spec.optimizer)
-    if held is None:
+    base = ctx.fact("base")
+    if held is None or not base.ok:  # without a backward, no gradient is known to be missing
         return set()
-    grads = ctx.fact("base").grads
-    return {n for n in trainable if n not in held and no_gradient(grads.get(n))}
+    return {n for n in trainable if n not in held and no_gradient(base.grads.get(n))}
 
 
-def _coverage(ctx, trainable) -> list[Finding]:
+def _coverage(ctx, trainable, idle: set[str]) -> list[Finding]:
     model, opt = ctx.spec.model, ctx.spec.optimizer
     in_opt = {id(p): (gi, p) for gi, g in enumerate(opt.param_groups) for p in g["params"]}
     by_id = {id(p): n for n, p in model.named_parameters()}
@@ -87,11 +87,9 @@ def _coverage(ctx, trainable) -> list[Finding]:
     if isinstance(loss_fn, torch.nn.Module):  # learnable loss terms belong in the optimizer too
         loss_params = {id(p) for p in loss_fn.parameters()}
 
-    grads = ctx.fact("base").grads
     # A trainable parameter outside the optimizer that gets no gradient cannot train either way
     # (a backbone run under torch.no_grad()): frozen in effect, the pass note names it.
-    missing = [n for n, p in trainable.items() if id(p) not in in_opt
-               and not no_gradient(grads.get(n))]
+    missing = [n for n, p in trainable.items() if id(p) not in in_opt and n not in idle]
     stale = [(gi, p) for pid, (gi, p) in in_opt.items() if pid not in by_id and
              pid not in loss_params]
     n_trainable = sum(p.numel() for p in trainable.values())

@@ -161,3 +161,15 @@ def test_a_root_token_alone_left_out_still_fails():
     f = run(model, optimizer=torch.optim.Adam(held))
     assert (f.status, f.recipe) == ("fail", "optimizer-missing-params"), f.message
     assert "`cls_token`" in f.message
+
+
+def test_a_forward_that_fails_does_not_hide_parameters_missing_from_the_optimizer():
+    """Without a backward no gradient is known, so nothing outside the optimizer counts as
+    frozen in effect: the replaced head is still reported."""
+    model, opt = head_replaced_after_optimizer()
+
+    def broken_loss(out, y):
+        raise RuntimeError("the loss is broken")
+
+    f = run(model, optimizer=opt, loss_fn=broken_loss)
+    assert (f.status, f.recipe) == ("fail", "optimizer-missing-params"), f.message
