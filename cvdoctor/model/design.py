@@ -1,7 +1,7 @@
 """Parameters an architecture's own forward leaves without a gradient, by its design.
 
-SAM's mask decoder (segment-anything and the models built on its decoder: SAM-HQ, MobileSAM,
-EfficientSAM, SAM 2) computes one mask per mask token and an IoU score per mask, then returns a
+SAM's mask decoder (segment-anything, and the decoders that keep its layout and attribute
+names, such as MobileSAM's, SAM-HQ's and SAM 2's) computes one mask per mask token and an IoU score per mask, then returns a
 slice: `multimask_output=False` keeps mask token 0, `True` keeps tokens 1..3. The hypernetwork
 MLPs of the tokens it drops sit in the graph and get exactly zero gradient, on every step and by
 construction. A fine-tune whose loss reads the masks only leaves the IoU head without a gradient
