@@ -32,8 +32,10 @@ def check(ctx):
         shape = f"outputs {tuple(out.shape)}, " if out is not None else ""
         how = "training_step" if ctx.spec.training_step is not None else "forward and loss"
         loss = f"loss {base.loss:.4g}" if base.loss is not None else "loss not a number"
-        return passed(TITLE, f"{how} ran: {shape}{loss} in {base.seconds:.2f} s",
-                      seconds=round(base.seconds, 4))
+        compiled = ("; the model came torch.compile'd: every check runs the module it wraps "
+                    "(same parameters, eager mode)" if ctx.spec.compiled else "")
+        return passed(TITLE, f"{how} ran: {shape}{loss} in {base.seconds:.2f} s{compiled}",
+                      seconds=round(base.seconds, 4), compiled=ctx.spec.compiled)
     if err.module == DEEPCOPY_FAILED:
         return failed(TITLE, f"cvdoctor cannot copy the model (copy.deepcopy raised {err.text}); "
                       "it never touches the original, so no check can run",

@@ -821,3 +821,22 @@ def test_initial_loss_with_pos_weight_still_catches_overconfident_logits():
     f = finding(model, (x, y), "model.initial_loss",
                 loss_fn=nn.BCEWithLogitsLoss(pos_weight=torch.full((5,), 19.0)))
     assert f.status in ("warn", "fail") and f.recipe == "initial-loss-too-high", f.message
+
+
+def test_a_torch_compiled_model_is_checked_through_the_module_it_wraps():
+    """torch.compile's OptimizedModule shares the parameters of the module it wraps: checks
+    read that module (clean names, the optimizer matched by identity, no recompiling of every
+    hooked copy) and model.forward says so."""
+    torch.manual_seed(0)
+    inner = SmallCNN()
+    model = torch.compile(inner)
+    opt = torch.optim.Adam(model.parameters())
+    report = cvdoctor.check_model(model, image_batch(8), optimizer=opt,
+                                  select=["model.forward", "model.optimizer", "model.gradients"])
+    (fwd,) = report.get_all("model.forward")
+    assert fwd.status == "pass" and fwd.evidence["compiled"] is True, fwd.message
+    assert "torch.compile'd" in fwd.message
+    (opt_f,) = report.get_all("model.optimizer")
+    assert opt_f.status == "pass", opt_f.message
+    (grad,) = report.get_all("model.gradients")
+    assert grad.status == "pass" and "_orig_mod" not in grad.message, grad.message
