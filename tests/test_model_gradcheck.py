@@ -32,31 +32,31 @@ def gradcheck(model, batch, seed=0, **kw):
 
 
 # --- Functions --------------------------------------------------------------------------------
-class RoundSTE(torch.autograd.Function):
+class StraightThrough(torch.autograd.Function):
+    """The straight-through estimator's backward: the gradient passes unchanged (by design)."""
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class RoundSTE(StraightThrough):
     """Quantization-aware training: round forward, identity backward (by design)."""
 
     @staticmethod
     def forward(ctx, x):
         return torch.round(x * 16) / 16
 
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
-
-class StochasticRoundSTE(torch.autograd.Function):
+class StochasticRoundSTE(StraightThrough):
     """Stochastic rounding: random inside the forward, identity backward."""
 
     @staticmethod
     def forward(ctx, x):
         return torch.floor(x * 16 + torch.rand_like(x)) / 16
 
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
-
-class MaxScaleQuant(torch.autograd.Function):
+class MaxScaleQuant(StraightThrough):
     """8-bit fake quantization with a scale taken from the tensor itself (its largest value moves
     every output), identity backward."""
 
@@ -64,10 +64,6 @@ class MaxScaleQuant(torch.autograd.Function):
     def forward(ctx, x):
         scale = x.abs().max() / 127
         return torch.round(x / scale) * scale
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
 
 class BinarizeMeanScale(torch.autograd.Function):
